@@ -1,0 +1,59 @@
+"""Landmarks -> global 6DoF pose by EPnP (how img2pose's training data is labelled)."""
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+
+from .pose import image_intrinsics
+
+
+def landmarks_valid(landmarks: np.ndarray) -> np.ndarray:
+    """Faces whose landmarks are usable: finite and free of the ``-1`` "no pose" marker.
+
+    Args:
+        landmarks: ``(N, M, 2)``.
+
+    Returns:
+        ``(N,)`` bool.
+    """
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    if landmarks.ndim != 3 or landmarks.shape[-1] != 2:
+        raise ValueError(f'landmarks must be (N, M, 2), got {landmarks.shape}')
+    return np.isfinite(landmarks).all((1, 2)) & ~(landmarks == -1).any((1, 2))
+
+
+def pose_from_landmarks(landmarks: np.ndarray, reference_points: np.ndarray,
+                        img_shape: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Global poses of faces from their 2D landmarks with ``cv2.solvePnP`` (EPnP).
+
+    The camera is the image's (``f = w + h``, centre ``(w // 2, h // 2)``), no
+    distortion.
+
+    Args:
+        landmarks: ``(N, M, 2)`` pixel coordinates, M = 5 or 68, matching
+            ``reference_points`` ``(M, 3)``.
+        img_shape: ``(h, w)`` of the image the landmarks live in.
+
+    Returns:
+        poses ``(N, 6)`` float64 (rows of faces without a solution are NaN) and a
+        ``(N,)`` bool mask of faces that got a pose.
+    """
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    reference_points = np.asarray(reference_points, dtype=np.float64)
+    if landmarks.ndim != 3 or landmarks.shape[1:] != (reference_points.shape[0], 2):
+        raise ValueError(f'landmarks {landmarks.shape} do not match reference points '
+                         f'{reference_points.shape}: expected (N, {reference_points.shape[0]}, 2)')
+    K = image_intrinsics(tuple(img_shape)).numpy()
+    valid = landmarks_valid(landmarks)
+    poses = np.full((len(landmarks), 6), np.nan)
+    for i in np.flatnonzero(valid):   # cv2 solves one face per call
+        ok, rvec, tvec = cv2.solvePnP(reference_points, landmarks[i], K, None,
+                                      flags=cv2.SOLVEPNP_EPNP)
+        if ok and np.isfinite(rvec).all() and np.isfinite(tvec).all():
+            poses[i] = np.concatenate([rvec.ravel(), tvec.ravel()])
+        else:
+            valid[i] = False
+    return torch.from_numpy(poses), torch.from_numpy(valid)

@@ -1,0 +1,1 @@
+"""Registered in mmdet registries on import."""

@@ -1,0 +1,55 @@
+"""img2pose_mm: img2pose (6DoF face pose, detection and alignment) as MMDetection 3.x plugins."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+
+def read_requirements(name: str) -> list[str]:
+    lines = (HERE / 'requirements' / name).read_text().splitlines()
+    return [ln.split('#')[0].strip() for ln in lines if ln.split('#')[0].strip()]
+
+
+def sim3dr_extensions() -> list:
+    """The Sim3DR rasteriser (C++ core + Cython binding), when its sources are present."""
+    pyx = HERE / 'Sim3DR' / '_rasterize.pyx'
+    if not pyx.exists():
+        return []
+    import numpy
+    from Cython.Build import cythonize
+    from setuptools import Extension
+    ext = Extension(
+        'Sim3DR._rasterize',
+        sources=['Sim3DR/_rasterize.pyx', 'Sim3DR/lib/rasterize.cpp'],
+        include_dirs=[numpy.get_include(), 'Sim3DR/lib'],
+        language='c++',
+        extra_compile_args=['-O3', '-std=c++17'],
+    )
+    return cythonize([ext], language_level=3, quiet=True)
+
+
+version = {}
+exec((HERE / 'img2pose_mm' / 'version.py').read_text(), version)
+
+setup(
+    name='img2pose_mm',
+    version=version['__version__'],
+    description='img2pose (CVPR 2021) 6DoF face pose estimation, detection and alignment '
+                'as registered MMDetection 3.x components',
+    long_description=(HERE / 'README.md').read_text() if (HERE / 'README.md').exists() else '',
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.9',
+    packages=find_packages(include=['img2pose_mm', 'img2pose_mm.*', 'Sim3DR', 'Sim3DR.*']),
+    package_data={'img2pose_mm': ['structures/data/*.npy', 'structures/data/*.npz']},
+    include_package_data=True,
+    # torch and mmcv are installed by tools/install (mmcv is built from source against torch)
+    install_requires=read_requirements('runtime.txt'),
+    extras_require={
+        'alignment': read_requirements('alignment.txt'),
+        'tests': read_requirements('tests.txt'),
+    },
+    ext_modules=sim3dr_extensions(),
+    zip_safe=False,
+)

@@ -1,0 +1,13 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault('OMP_NUM_THREADS', '2')
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -5,19 +5,13 @@ load the package with::
 
     custom_imports = dict(imports=['img2pose_mm'], allow_failed_imports=False)
 """
+# structures (pure geometry) first; the others register into mmdet's registries
+from . import (datasets, engine, evaluation, heads, losses, structures,  # noqa: F401
+               task_modules, test_time_augs, visualization)
 from .utils import register_checkpoint_safe_globals
 from .version import __version__
 
+# mmengine checkpoints (``--resume``) load under torch >= 2.6 without weights_only=False
 register_checkpoint_safe_globals()
-
-from . import structures  # noqa: E402,F401  (pure geometry first)
-from . import task_modules  # noqa: E402,F401
-from . import losses  # noqa: E402,F401
-from . import heads  # noqa: E402,F401
-from . import datasets  # noqa: E402,F401
-from . import evaluation  # noqa: E402,F401
-from . import engine  # noqa: E402,F401
-from . import visualization  # noqa: E402,F401
-from . import test_time_augs  # noqa: E402,F401
 
 __all__ = ['__version__']

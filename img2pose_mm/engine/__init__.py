@@ -1,1 +1,4 @@
-"""Registered in mmdet registries on import."""
+"""Training-loop pieces img2pose's recipe needs (registered in mmdet's registries)."""
+from .runner import ValLossLoop
+
+__all__ = ['ValLossLoop']

@@ -1,1 +1,5 @@
 """Registered in mmdet registries on import."""
+from . import functional  # noqa: F401
+from .metrics import HeadPoseMetric, WIDERFaceMetric
+
+__all__ = ['HeadPoseMetric', 'WIDERFaceMetric']

@@ -1,1 +1,5 @@
-"""Registered in mmdet registries on import."""
+"""img2pose's RoI heads registered in ``mmdet.registry.MODELS``."""
+from .dof_bbox_head import DoFBBoxHead, DoFPredictor, SingleSampleSafeBatchNorm1d
+from .dof_roi_head import DoFRoIHead
+
+__all__ = ['DoFBBoxHead', 'DoFPredictor', 'DoFRoIHead', 'SingleSampleSafeBatchNorm1d']

@@ -1,14 +1,43 @@
 """Pure geometry (torch/numpy/cv2 only): poses, projection, boxes, the reference face."""
 from .pnp import landmarks_valid, pose_from_landmarks
-from .pose import (ROTATION_METHODS, box_intrinsics, euler_to_rotvec, flip_pose,
-                   global_to_local, image_intrinsics, intrinsics_matrix, invert_intrinsics,
-                   local_intrinsics, local_to_global, markley_quaternion, matrix_to_rotvec,
-                   orthogonalize, points_to_bbox, pose_to_bbox, pose_to_euler, project_points,
-                   project_pose_points, quaternion_to_matrix, quaternion_to_rotvec,
-                   rotation_angle_between, rotvec_to_matrix, rotvec_to_quaternion,
-                   scale_translate_map, transfer_pose, transform_points, warp_pose)
-from .reference_face import (FIVE_POINT_NAMES, IBUG_68_MIRROR_PAIRS, FaceMesh, five_from_68,
-                             load_reference_mesh, load_reference_points, mirror_permutation)
+from .pose import (
+                   ROTATION_METHODS,
+                   box_intrinsics,
+                   euler_to_rotvec,
+                   flip_pose,
+                   global_to_local,
+                   image_intrinsics,
+                   intrinsics_matrix,
+                   invert_intrinsics,
+                   local_intrinsics,
+                   local_to_global,
+                   markley_quaternion,
+                   matrix_to_rotvec,
+                   orthogonalize,
+                   points_to_bbox,
+                   pose_to_bbox,
+                   pose_to_euler,
+                   project_points,
+                   project_pose_points,
+                   quaternion_to_matrix,
+                   quaternion_to_rotvec,
+                   rotation_angle_between,
+                   rotvec_to_matrix,
+                   rotvec_to_quaternion,
+                   scale_translate_map,
+                   transfer_pose,
+                   transform_points,
+                   warp_pose,
+)
+from .reference_face import (
+                   FIVE_POINT_NAMES,
+                   IBUG_68_MIRROR_PAIRS,
+                   FaceMesh,
+                   five_from_68,
+                   load_reference_mesh,
+                   load_reference_points,
+                   mirror_permutation,
+)
 
 __all__ = [
     'ROTATION_METHODS', 'box_intrinsics', 'euler_to_rotvec', 'flip_pose', 'global_to_local',

@@ -5,13 +5,28 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from img2pose_mm.structures import (box_intrinsics, flip_pose, global_to_local,
-                                    image_intrinsics, load_reference_points, local_to_global,
-                                    markley_quaternion, matrix_to_rotvec, mirror_permutation,
-                                    points_to_bbox, pose_from_landmarks, pose_to_bbox,
-                                    pose_to_euler, project_points, project_pose_points,
-                                    rotation_angle_between, rotvec_to_matrix,
-                                    scale_translate_map, transform_points, warp_pose)
+from img2pose_mm.structures import (
+    box_intrinsics,
+    flip_pose,
+    global_to_local,
+    image_intrinsics,
+    load_reference_points,
+    local_to_global,
+    markley_quaternion,
+    matrix_to_rotvec,
+    mirror_permutation,
+    points_to_bbox,
+    pose_from_landmarks,
+    pose_to_bbox,
+    pose_to_euler,
+    project_points,
+    project_pose_points,
+    rotation_angle_between,
+    rotvec_to_matrix,
+    scale_translate_map,
+    transform_points,
+    warp_pose,
+)
 
 H, W = 480, 640
 

@@ -1,0 +1,135 @@
+"""BIWI Kinect Head Pose: RGB frames with a per-frame head rotation and translation.
+
+Assumed layout (the common ``hpdb`` release)::
+
+    <data_root>/<img prefix>/<seq>/frame_00003_rgb.png
+    <data_root>/<img prefix>/<seq>/frame_00003_pose.txt
+
+``frame_XXXXX_pose.txt`` holds three rows of the 3x3 head rotation matrix, an
+optional blank line, then one row with the head-centre translation (millimetres,
+Kinect camera frame).
+
+Ground truth (SPEC §7): the rotation is the 3x3 matrix **as written** (rows = file
+lines) turned into a rotation vector; its :func:`~img2pose_mm.structures.pose_to_euler`
+angles equal the ones the HopeNet/FSA-Net/img2pose BIWI evaluations derive from the
+transposed matrix. The millimetre translation lives in another camera and unit than
+img2pose's poses, so the ``pose`` translation is NaN (kept raw as
+``translation_mm``). BIWI has no face boxes: instances carry no ``bbox`` (use the
+centre selection of ``HeadPoseMetric``).
+"""
+from __future__ import annotations
+
+import os
+import os.path as osp
+import re
+from typing import List, Tuple
+
+import numpy as np
+import torch
+from mmdet.datasets import BaseDetDataset
+from mmdet.registry import DATASETS
+
+from img2pose_mm.structures import matrix_to_rotvec
+
+FRAME_PATTERN = re.compile(r'^(frame_\d+)_rgb\.(png|jpg)$')
+
+
+def read_biwi_pose(path: str, tol: float = 1e-2) -> Tuple[np.ndarray, np.ndarray]:
+    """Rotation ``(3, 3)`` and translation ``(3,)`` of a ``frame_*_pose.txt``.
+
+    Raises:
+        FileNotFoundError / ValueError naming the file when it is missing, malformed or
+        the matrix is not a rotation (within ``tol``).
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'BIWI pose file not found: {path}')
+    rows = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append([float(v) for v in line.split()])
+            except ValueError:
+                raise ValueError(f'{path}:{n}: not numbers: {line.strip()!r}') from None
+    if len(rows) < 4 or any(len(r) != 3 for r in rows[:4]):
+        raise ValueError(f'{path}: expected 3 rotation rows and 1 translation row of 3 '
+                         f'numbers, got rows of lengths {[len(r) for r in rows]}')
+    rot = np.asarray(rows[:3], dtype=np.float64)
+    trans = np.asarray(rows[3], dtype=np.float64)
+    if (np.abs(rot @ rot.T - np.eye(3)).max() > tol or np.linalg.det(rot) <= 0
+            or not np.isfinite(trans).all()):
+        raise ValueError(f'{path}: the 3x3 block is not a rotation matrix: {rot.tolist()}')
+    return rot, trans
+
+
+@DATASETS.register_module()
+class BIWIDataset(BaseDetDataset):
+    """BIWI Kinect Head Pose frames for head-pose evaluation (see the module docstring).
+
+    ``data_info``::
+
+        dict(img_id='01/frame_00003', img_path=..., pose_path=..., sequence='01',
+             frame='frame_00003',
+             instances=[dict(bbox_label=0, ignore_flag=0, pose=array(6) (NaN
+                             translation), pose_valid=True, rotation_matrix=array(3, 3),
+                             translation_mm=array(3))])
+
+    Args:
+        ann_file: optional frame list, one per line, first column the RGB image path
+            (relative to ``data_prefix['img']`` or absolute), e.g.
+            ``01/frame_00003_rgb.png`` (img2pose's ``BIWI_annotations.txt`` works:
+            extra columns are ignored); empty: every ``frame_*_rgb.png`` of every
+            sequence folder.
+        data_prefix: ``dict(img='hpdb/')``.
+    """
+
+    METAINFO = {'classes': ('face',), 'palette': [(0, 255, 0)]}
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault('data_prefix', dict(img=''))
+        super().__init__(*args, **kwargs)
+
+    def _frames(self, root: str) -> List[str]:
+        if self.ann_file:
+            if not osp.isfile(self.ann_file):
+                raise FileNotFoundError(f'BIWI frame list not found: {self.ann_file}')
+            with open(self.ann_file) as f:
+                entries = [line.split()[0] for line in f if line.strip()]
+            return [e if osp.isabs(e) else osp.join(root, e) for e in entries]
+        if not osp.isdir(root):
+            raise FileNotFoundError(f'BIWI folder not found: {root}')
+        frames = []
+        for seq in sorted(os.listdir(root)):
+            seq_dir = osp.join(root, seq)
+            if osp.isdir(seq_dir):
+                frames += [osp.join(seq_dir, f) for f in sorted(os.listdir(seq_dir))
+                           if FRAME_PATTERN.match(f)]
+        if not frames:
+            raise FileNotFoundError(f'no <seq>/frame_XXXXX_rgb.png frames under {root}')
+        return frames
+
+    def load_data_list(self) -> List[dict]:
+        """Read every frame's pose file."""
+        root = self.data_prefix.get('img', self.data_prefix.get('img_path', ''))
+        data_list = []
+        for img_path in self._frames(root):
+            match = FRAME_PATTERN.match(osp.basename(img_path))
+            if match is None:
+                raise ValueError(f'BIWI frame name must look like frame_XXXXX_rgb.png: '
+                                 f'{img_path}')
+            frame = match.group(1)
+            seq = osp.basename(osp.dirname(img_path))
+            pose_path = osp.join(osp.dirname(img_path), f'{frame}_pose.txt')
+            rot, trans = read_biwi_pose(pose_path)
+            rotvec = matrix_to_rotvec(torch.from_numpy(rot)).numpy()
+            pose = np.concatenate([rotvec, np.full(3, np.nan)])
+            data_list.append(dict(
+                img_id=f'{seq}/{frame}', img_path=img_path, pose_path=pose_path, sequence=seq,
+                frame=frame,
+                instances=[dict(bbox_label=0, ignore_flag=0, pose=pose, pose_valid=True,
+                                rotation_matrix=rot, translation_mm=trans)]))
+        return data_list
+
+
+__all__ = ['read_biwi_pose', 'BIWIDataset']

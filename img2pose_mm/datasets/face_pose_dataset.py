@@ -1,0 +1,224 @@
+"""Face-pose datasets: the LMDB made by ``tools/dataset_converters/json_to_lmdb.py`` and a
+plain folder variant (images + JSON list) for small or quick data.
+
+``data_info`` of both (see :func:`~img2pose_mm.datasets.face_annotations.make_data_info`)::
+
+    dict(img_id='00000012', img_path='/abs/path/img.jpg', height=H, width=W,
+         num_landmarks=68,
+         instances=[dict(bbox=[x1, y1, x2, y2], bbox_label=0, ignore_flag=0,
+                         pose=array(6), pose_valid=True, landmarks=array(M, 2)), ...])
+
+Faces without a pose have ``ignore_flag=1``, ``pose_valid=False``, a pose of -9 and
+landmarks of -1; put :class:`BlackOutFacesWithoutPose` in the pipeline to black them out
+and drop them, or leave them as ignored instances.
+
+Sample pipelines (``PackFacePoseInputs`` gives ``gt_instances.poses``/``.landmarks``)::
+
+    train_pipeline = [
+        dict(type='LoadFacePoseImage'),
+        dict(type='LoadFacePoseAnnotations'),
+        dict(type='BlackOutFacesWithoutPose'),
+        dict(type='PoseRandomFlip', prob=0.5),
+        dict(type='PoseRandomCrop', scale_range=(0.7, 1.0)),
+        dict(type='PoseMultiScaleResize', min_size=(640, 672, 704, 736, 768, 800),
+             max_size=1400),
+        dict(type='RandomContrast', contrast_range=(0.5, 1.5), prob=0.5),
+        dict(type='RandomNoise', prob=0.2),
+        dict(type='PoseToBBox'),
+        dict(type='PackFacePoseInputs'),
+    ]
+    test_pipeline = [
+        dict(type='LoadFacePoseImage'),
+        dict(type='PoseResize', scale=(1400, 640), keep_ratio=True),
+        # annotations after the resize stay in the original image frame (as mmdet's
+        # boxes do at test time)
+        dict(type='LoadFacePoseAnnotations'),
+        dict(type='PackFacePoseInputs',
+             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+    ]
+    train_dataloader = dict(
+        batch_size=2, num_workers=4, persistent_workers=True,
+        sampler=dict(type='DefaultSampler', shuffle=True),
+        dataset=dict(type='FacePoseLMDBDataset', data_root='data/',
+                     ann_file='WIDER_train.lmdb', filter_cfg=dict(filter_empty_gt=True),
+                     pipeline=train_pipeline))
+
+Pad images with ``DetDataPreprocessor(pad_size_divisor=32)`` (it keeps ``img_shape``
+unpadded, as the original); mmdet's ``Pad`` transform also works (see
+:class:`PackFacePoseInputs`).
+"""
+from __future__ import annotations
+
+import logging
+import os.path as osp
+from typing import Any, List, Optional, Tuple
+
+import numpy as np
+from mmdet.datasets import BaseDetDataset
+from mmdet.registry import DATASETS
+from mmengine.logging import print_log
+
+from .face_annotations import (
+    AnnotationError,
+    ReferenceFace,
+    annotate_faces,
+    image_shape_from_header,
+    iter_json_list,
+    make_data_info,
+    parse_json_line,
+    resolve_image_path,
+)
+from .lmdb_record import RecordError, decode_record, read_keys, shared_readonly_env
+
+FACE_METAINFO = {'classes': ('face',), 'palette': [(0, 255, 0)]}
+_ARRAY_KEYS = ('bboxes', 'poses', 'pose_valid', 'landmarks')
+
+
+class BaseFacePoseDataset(BaseDetDataset):
+    """Common part of the face-pose datasets: one class ``face`` and the filters.
+
+    ``filter_cfg`` (train only): ``filter_empty_gt`` drops images without a face that has
+    a pose (and is not ignored); ``min_size`` drops images whose width or height is
+    smaller.
+    """
+
+    METAINFO = FACE_METAINFO
+
+    def _serialize_data(self) -> Tuple[np.ndarray, np.ndarray]:
+        """mmengine's serialisation, which fails on an empty dataset (all images
+        filtered or skipped): an empty dataset is served as empty."""
+        if not self.data_list:
+            return np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int64)
+        return super()._serialize_data()
+
+    def filter_data(self) -> List[dict]:
+        """Apply ``filter_cfg`` (nothing in test mode)."""
+        if self.test_mode or not self.filter_cfg:
+            return self.data_list
+        empty = self.filter_cfg.get('filter_empty_gt', False)
+        min_size = self.filter_cfg.get('min_size', 0)
+        kept = []
+        for info in self.data_list:
+            if empty and not any(not inst['ignore_flag'] for inst in info['instances']):
+                continue
+            if min(info['width'], info['height']) < min_size:
+                continue
+            kept.append(info)
+        return kept
+
+
+@DATASETS.register_module()
+class FacePoseLMDBDataset(BaseFacePoseDataset):
+    """Faces with 6DoF poses from a face-pose LMDB (``ann_file`` = the ``.lmdb`` folder).
+
+    The annotations are read once when the dataset is built; image bytes are read per
+    sample from an LMDB environment opened lazily in each process (so it works with
+    ``num_workers > 0``, ``persistent_workers=True`` and any start method) and handed
+    to the pipeline as ``results['img_bytes']`` for :class:`LoadFacePoseImage`.
+
+    Extra ``data_info`` keys: ``lmdb_key`` (the record key, also ``img_id``) and
+    ``source_line`` (its line in the JSON list).
+    """
+
+    def _lmdb(self):
+        """This process's read-only environment (opened lazily, never shared across fork)."""
+        return shared_readonly_env(self.ann_file)
+
+    # -- annotations ---------------------------------------------------------------
+    def load_data_list(self) -> List[dict]:
+        """Read every record's annotations (not the images)."""
+        path = self.ann_file
+        if not osp.isdir(path):
+            if osp.isdir(path + '.partial'):
+                raise FileNotFoundError(f'{path} not found but {path}.partial exists: the '
+                                        'conversion was interrupted; rerun json_to_lmdb.py '
+                                        'with --resume')
+            raise FileNotFoundError(f'face-pose LMDB not found: {path}')
+        data_list = []
+        with self._lmdb().begin(buffers=True) as txn:
+            for key in read_keys(txn, path):
+                raw = txn.get(key.encode())
+                if raw is None:
+                    raise RecordError(f'{path}: record {key!r} is listed in __keys__ but '
+                                      'missing')
+                header, arrays, _ = decode_record(raw, key, with_image=False)
+                absent = [k for k in _ARRAY_KEYS if k not in arrays]
+                if absent:
+                    raise RecordError(f'{path}: record {key!r} lacks {absent}')
+                data_list.append(make_data_info(
+                    img_id=key, img_path=header['image_path'], height=header['height'],
+                    width=header['width'], bboxes=arrays['bboxes'], poses=arrays['poses'],
+                    pose_valid=arrays['pose_valid'], landmarks=arrays['landmarks'],
+                    lmdb_key=key, source_line=header.get('line')))
+        return data_list
+
+    # -- samples -------------------------------------------------------------------
+    def get_image_bytes(self, idx: int) -> bytes:
+        """Encoded bytes of the ``idx``-th image."""
+        return self._read_image(self.get_data_info(idx)['lmdb_key'])
+
+    def _read_image(self, key: str) -> bytes:
+        with self._lmdb().begin(buffers=True) as txn:
+            raw = txn.get(key.encode())
+            if raw is None:
+                raise RecordError(f'{self.ann_file}: record {key!r} not found')
+            _, _, image = decode_record(raw, key, with_arrays=False)
+        return image
+
+    def prepare_data(self, idx: int) -> Any:
+        """``data_info`` plus ``img_bytes`` through the pipeline."""
+        data_info = self.get_data_info(idx)
+        data_info['img_bytes'] = self._read_image(data_info['lmdb_key'])
+        return self.pipeline(data_info)
+
+
+@DATASETS.register_module()
+class FacePoseJSONDataset(BaseFacePoseDataset):
+    """Faces with 6DoF poses from an img2pose JSON list and an image folder (no LMDB).
+
+    Poses are computed with EPnP when the dataset is built (as the converter does), so
+    use it for small or quick data. Image paths are taken as written when absolute,
+    else relative to ``data_prefix['img']`` (default: the JSON list's folder). Lines
+    that are malformed or name a missing/unreadable image are skipped with a warning
+    naming the line. Load images with :class:`LoadFacePoseImage` or mmcv's
+    ``LoadImageFromFile``.
+
+    Args:
+        reference_points_68, reference_points_5: ``.npy`` reference points for EPnP
+            (default: the packaged face).
+    """
+
+    def __init__(self, *args, reference_points_68: Optional[str] = None,
+                 reference_points_5: Optional[str] = None, **kwargs) -> None:
+        self.reference_points_68 = reference_points_68
+        self.reference_points_5 = reference_points_5
+        kwargs.setdefault('data_prefix', dict(img=''))
+        super().__init__(*args, **kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        """Parse the JSON list and estimate the poses."""
+        json_path = self.ann_file
+        if not osp.isfile(json_path):
+            raise FileNotFoundError(f'JSON list not found: {json_path}')
+        prefix = self.data_prefix.get('img', self.data_prefix.get('img_path', ''))
+        image_root = prefix or None
+        reference = ReferenceFace(self.reference_points_68, self.reference_points_5)
+        data_list = []
+        for line_no, text in iter_json_list(json_path):
+            try:
+                ann = parse_json_line(text)
+                path = resolve_image_path(ann['image_path'], image_root, json_path)
+                height, width = image_shape_from_header(path)
+                faces = annotate_faces(ann['landmarks'], (height, width), reference)
+            except (AnnotationError, OSError, ValueError) as err:
+                print_log(f'{json_path} line {line_no}: skipped: {err}', logger='current',
+                          level=logging.WARNING)
+                continue
+            data_list.append(make_data_info(
+                img_id=str(line_no), img_path=path, height=height, width=width,
+                bboxes=ann['bboxes'], poses=faces['poses'], pose_valid=faces['pose_valid'],
+                landmarks=ann['landmarks'], source_line=line_no))
+        return data_list
+
+
+__all__ = ['FACE_METAINFO', 'BaseFacePoseDataset', 'FacePoseLMDBDataset', 'FacePoseJSONDataset']

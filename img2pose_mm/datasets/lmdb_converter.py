@@ -1,0 +1,402 @@
+"""Convert an img2pose JSON list into a face-pose LMDB (the engine of
+``tools/dataset_converters/json_to_lmdb.py``).
+
+Per image: the encoded image bytes as they are in the file, and per face the EPnP
+global pose (camera of the full image), the box built from it, the pose local to that
+box and the landmarks (layout: :mod:`img2pose_mm.datasets.lmdb_record`). With
+``train=True`` the mean and standard deviation of the local poses of all faces with a
+pose are written next to the LMDB as ``<name>_pose_mean.npy`` / ``<name>_pose_stddev.npy``.
+
+The LMDB is written as ``<name>.lmdb.partial`` and renamed to ``<name>.lmdb`` only when
+complete; ``resume=True`` keeps the records an interrupted run had committed. Bad lines
+(malformed JSON, missing or corrupt image, ...) are reported with their line number and
+skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import os.path as osp
+import shutil
+import sys
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from .face_annotations import (
+    POSE_STATUS,
+    AnnotationError,
+    ReferenceFace,
+    annotate_faces,
+    decode_image,
+    iter_json_list,
+    parse_json_line,
+    pose_statistics,
+    read_image_bytes,
+    resolve_image_path,
+    save_array_atomic,
+)
+from .lmdb_record import (
+    FORMAT_NAME,
+    KEYS_KEY,
+    LEN_KEY,
+    META_KEY,
+    VERSION,
+    RecordError,
+    decode_record,
+    encode_record,
+    is_meta_key,
+    open_lmdb_readonly,
+    read_keys,
+)
+
+_INITIAL_MAP_SIZE = 1 << 30
+
+
+def _sha1_file(path: str) -> str:
+    digest = hashlib.sha1()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sha1_array(array: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(array, dtype=np.float32).tobytes()).hexdigest()
+
+
+def record_key(line_no: int) -> str:
+    """LMDB key of the record made from line ``line_no`` (1-based) of the JSON list."""
+    return f'{line_no:08d}'
+
+
+def build_record(line_no: int, text: str, json_path: str, image_root: Optional[str],
+                 reference: ReferenceFace, keep_reference_poses: bool = True) -> bytes:
+    """The LMDB record of one JSON-list line.
+
+    Raises:
+        AnnotationError: the line or its image cannot be used (message without the
+            line number, which the caller adds).
+    """
+    ann = parse_json_line(text)
+    path = resolve_image_path(ann['image_path'], image_root, json_path)
+    img_bytes = read_image_bytes(path)
+    try:
+        img = decode_image(img_bytes, check_truncation=True)
+    except AnnotationError as err:
+        raise AnnotationError(f'{path}: {err}') from None
+    height, width = img.shape[:2]
+    try:
+        faces = annotate_faces(ann['landmarks'], (height, width), reference)
+    except (cv2.error, ValueError) as err:
+        raise AnnotationError(f'pose estimation failed: {err}') from None
+    arrays = dict(bboxes=ann['bboxes'], poses=faces['poses'], local_poses=faces['local_poses'],
+                  pose_bboxes=faces['pose_bboxes'], landmarks=ann['landmarks'],
+                  pose_valid=faces['pose_valid'], pose_status=faces['pose_status'])
+    if ann['scores'] is not None:
+        arrays['scores'] = ann['scores']
+    if keep_reference_poses and ann['poses_reference'] is not None:
+        arrays['gt_poses_reference'] = ann['poses_reference']
+    header = dict(image_path=path, source_image_path=ann['image_path'], height=int(height),
+                  width=int(width), line=int(line_no))
+    return encode_record(header, arrays, img_bytes)
+
+
+class _Writer:
+    """Batched LMDB writes that grow the map when it is full."""
+
+    def __init__(self, path: str, commit_every: int):
+        import lmdb
+        self._lmdb = lmdb
+        self.env = lmdb.open(path, map_size=_INITIAL_MAP_SIZE, subdir=True, meminit=False,
+                             max_dbs=0)
+        self.commit_every = max(1, int(commit_every))
+        self.pending: List[Tuple[bytes, bytes]] = []
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.pending.append((key, value))
+        if len(self.pending) >= self.commit_every:
+            self.commit()
+
+    def commit(self) -> None:
+        while self.pending:
+            try:
+                with self.env.begin(write=True) as txn:
+                    for key, value in self.pending:
+                        txn.put(key, value)
+                self.pending = []
+            except self._lmdb.MapFullError:
+                self.env.set_mapsize(self.env.info()['map_size'] * 2)
+
+    def get(self, key: bytes) -> Optional[bytes]:
+        with self.env.begin() as txn:
+            value = txn.get(key)
+        return None if value is None else bytes(value)
+
+    def record_keys(self) -> List[str]:
+        with self.env.begin() as txn:
+            return [bytes(k).decode() for k in txn.cursor().iternext(keys=True, values=False)
+                    if not is_meta_key(k)]
+
+    def close(self) -> None:
+        self.commit()
+        self.env.sync()
+        self.env.close()
+
+
+def _collect(env, keys: Sequence[str]) -> Dict[str, Any]:
+    """Counts and the valid local poses over every record of the LMDB."""
+    faces = no_pose = 0
+    status = np.zeros(len(POSE_STATUS), dtype=np.int64)
+    local: List[np.ndarray] = []
+    missing: List[Tuple[int, int]] = []
+    with env.begin(buffers=True) as txn:
+        for key in keys:
+            header, arrays, _ = decode_record(txn.get(key.encode()), key, with_image=False)
+            valid = arrays['pose_valid'].astype(bool)
+            faces += len(valid)
+            no_pose += int((~valid).sum())
+            status += np.bincount(arrays['pose_status'].astype(np.int64),
+                                  minlength=len(POSE_STATUS))[:len(POSE_STATUS)]
+            local.append(arrays['local_poses'][valid])
+            missing.extend((int(header['line']), int(i)) for i in np.flatnonzero(~valid))
+    return dict(faces=faces, faces_without_pose=no_pose,
+                without_pose_reasons={POSE_STATUS[i]: int(n) for i, n in enumerate(status)
+                                      if i > 0 and n},
+                faces_without_pose_records=missing,
+                local_poses=np.concatenate(local) if local else np.zeros((0, 6)))
+
+
+def convert(json_path: str, out_dir: str, name: str, train: bool = False,
+            resume: bool = False, image_root: Optional[str] = None, *,
+            reference_points_68: Optional[str] = None,
+            reference_points_5: Optional[str] = None,
+            commit_every: int = 100, progress: bool = True, keep_reference_poses: bool = True,
+            log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+    """Convert a JSON list into ``<out_dir>/<name>.lmdb`` (and pose statistics).
+
+    Args:
+        json_path: the JSON list (one object per line).
+        out_dir: output folder (created).
+        name: base name of the outputs.
+        train: also write ``<name>_pose_mean.npy`` / ``<name>_pose_stddev.npy``.
+        resume: continue an interrupted conversion from ``<name>.lmdb.partial``; on a
+            finished ``<name>.lmdb`` of the same source, only (re)write the statistics.
+            Without it an existing ``<name>.lmdb`` is rebuilt (and replaced once the new
+            one is complete).
+        image_root: folder relative image paths start from (default: the JSON's folder).
+        reference_points_68, reference_points_5: ``.npy`` reference points (default: the
+            packaged face); e.g. the original img2pose ``pose_references`` files.
+        commit_every: records per LMDB transaction.
+        progress: show a progress bar.
+        keep_reference_poses: store a ``poses`` key of the JSON as ``gt_poses_reference``.
+        log: where messages go (default: ``print`` to stderr).
+
+    Returns:
+        A summary dict: ``lmdb``, ``images``, ``reused``, ``faces``,
+        ``faces_without_pose``, ``without_pose_reasons``, ``faces_without_pose_records``
+        (``(line, face index)`` pairs), ``skipped`` (``(line, reason)`` pairs of this run),
+        ``pose_mean`` / ``pose_stddev`` (paths or ``None``).
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    json_path = osp.abspath(json_path)
+    if not osp.isfile(json_path):
+        raise FileNotFoundError(f'JSON list not found: {json_path}')
+    image_root = osp.abspath(image_root) if image_root is not None else None
+    os.makedirs(out_dir, exist_ok=True)
+    final = osp.join(out_dir, f'{name}.lmdb')
+    partial = final + '.partial'
+    reference = ReferenceFace(reference_points_68, reference_points_5)
+    source = dict(json=json_path, json_sha1=_sha1_file(json_path), image_root=image_root,
+                  reference_68_sha1=_sha1_array(reference.points_68),
+                  reference_5_sha1=_sha1_array(reference.points_5),
+                  keep_reference_poses=bool(keep_reference_poses))
+    if resume and osp.exists(final) and not osp.exists(partial):
+        return _already_done(final, source, out_dir, name, train, json_path, log)
+    if osp.exists(partial) and not resume:
+        log(f'removing the unfinished {partial} (pass resume=True / --resume to continue it)')
+        shutil.rmtree(partial)
+    elif resume and not osp.exists(partial):
+        log(f'nothing to resume at {partial}: starting a new conversion')
+    writer = _Writer(partial, commit_every)
+    mean = std = None
+    try:
+        meta_raw = writer.get(META_KEY)
+        if meta_raw is None:
+            writer.put(META_KEY, json.dumps(dict(format=FORMAT_NAME, version=VERSION,
+                                                 source=source, complete=False)).encode())
+            writer.commit()
+        else:
+            previous = json.loads(meta_raw.decode()).get('source', {})
+            changed = sorted(k for k in source if previous.get(k) != source[k])
+            if changed:
+                raise ValueError(f'cannot resume {partial}: it was made with different '
+                                 f'{", ".join(changed)}; delete it or run without resume')
+        done = set(writer.record_keys())
+        total = sum(1 for _ in iter_json_list(json_path))
+        bar = None
+        if progress and total:
+            from mmengine.utils import ProgressBar
+            bar = ProgressBar(total, file=sys.stderr)
+        skipped: List[Tuple[int, str]] = []
+        reused = 0
+        for line_no, text in iter_json_list(json_path):
+            key = record_key(line_no)
+            if key in done:
+                reused += 1
+            else:
+                try:
+                    record = build_record(line_no, text, json_path, image_root, reference,
+                                          keep_reference_poses)
+                except (AnnotationError, RecordError, OSError) as err:
+                    skipped.append((line_no, str(err)))
+                    log(f'\n{json_path} line {line_no}: skipped: {err}')
+                else:
+                    writer.put(key.encode(), record)
+                    done.add(key)
+            if bar is not None:
+                bar.update()
+        writer.commit()
+        if bar is not None:
+            sys.stderr.write('\n')
+
+        keys = sorted(done, key=int)
+        stats = _collect(writer.env, keys)
+        summary: Dict[str, Any] = dict(
+            lmdb=final, images=len(keys), reused=reused, faces=stats['faces'],
+            faces_without_pose=stats['faces_without_pose'],
+            without_pose_reasons=stats['without_pose_reasons'],
+            faces_without_pose_records=stats['faces_without_pose_records'],
+            skipped=skipped, pose_mean=None, pose_stddev=None)
+        if train:
+            if len(stats['local_poses']):
+                mean, std = pose_statistics(stats['local_poses'])
+            else:
+                log('no face has a pose: pose statistics are not written')
+        meta = dict(format=FORMAT_NAME, version=VERSION, source=source, complete=True,
+                    skipped=skipped, images=len(keys), faces=stats['faces'],
+                    faces_without_pose=stats['faces_without_pose'],
+                    pose_mean=None if mean is None else mean.tolist(),
+                    pose_stddev=None if std is None else std.tolist())
+        writer.put(KEYS_KEY, json.dumps(keys).encode())
+        writer.put(LEN_KEY, str(len(keys)).encode())
+        writer.put(META_KEY, json.dumps(meta).encode())
+    finally:
+        writer.close()
+
+    if mean is not None:
+        _save_statistics(summary, out_dir, name, mean, std)
+    if osp.exists(final):
+        log(f'replacing the previous {final}')
+        old = f'{final}.old{os.getpid()}'
+        os.replace(final, old)
+        os.replace(partial, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(partial, final)
+    log(format_summary(summary, json_path))
+    return summary
+
+
+def _save_statistics(summary: Dict[str, Any], out_dir: str, name: str, mean: np.ndarray,
+                     std: np.ndarray) -> None:
+    summary['pose_mean'] = osp.join(out_dir, f'{name}_pose_mean.npy')
+    summary['pose_stddev'] = osp.join(out_dir, f'{name}_pose_stddev.npy')
+    save_array_atomic(summary['pose_mean'], mean)
+    save_array_atomic(summary['pose_stddev'], std)
+
+
+def _already_done(final: str, source: Dict[str, Any], out_dir: str, name: str, train: bool,
+                  json_path: str, log: Callable[[str], None]) -> Dict[str, Any]:
+    """``resume`` on a finished conversion: check it matches, (re)write the statistics."""
+    env = open_lmdb_readonly(final)
+    try:
+        with env.begin() as txn:
+            keys = read_keys(txn, final)
+            raw = txn.get(META_KEY)
+        meta = json.loads(bytes(raw).decode()) if raw is not None else {}
+        changed = sorted(k for k in source if meta.get('source', {}).get(k) != source[k])
+        if changed:
+            raise ValueError(f'cannot resume: {final} was made with different '
+                             f'{", ".join(changed)}; run without resume to rebuild it')
+        stats = _collect(env, keys)
+    finally:
+        env.close()
+    summary: Dict[str, Any] = dict(
+        lmdb=final, images=len(keys), reused=len(keys), faces=stats['faces'],
+        faces_without_pose=stats['faces_without_pose'],
+        without_pose_reasons=stats['without_pose_reasons'],
+        faces_without_pose_records=stats['faces_without_pose_records'],
+        skipped=[tuple(s) for s in meta.get('skipped', [])], pose_mean=None, pose_stddev=None)
+    if train and len(stats['local_poses']):
+        _save_statistics(summary, out_dir, name, *pose_statistics(stats['local_poses']))
+    log(f'{final} is already complete')
+    log(format_summary(summary, json_path))
+    return summary
+
+
+def format_summary(summary: Dict[str, Any], json_path: str = '', max_examples: int = 10) -> str:
+    """Human-readable summary of :func:`convert`."""
+    lines = [f'JSON list -> LMDB done: {json_path}',
+             f'  images: {summary["images"]}'
+             + (f' ({summary["reused"]} kept from the interrupted run)'
+                if summary['reused'] else ''),
+             f'  faces: {summary["faces"]}',
+             f'  faces without pose: {summary["faces_without_pose"]}']
+    for reason, count in summary['without_pose_reasons'].items():
+        lines.append(f'    {reason}: {count}')
+    records = summary['faces_without_pose_records']
+    if records:
+        shown = ', '.join(f'line {ln} face {i}' for ln, i in records[:max_examples])
+        more = f' and {len(records) - max_examples} more' if len(records) > max_examples else ''
+        lines.append(f'    ({shown}{more})')
+    lines.append(f'  skipped images: {len(summary["skipped"])}')
+    for line_no, reason in summary['skipped']:
+        lines.append(f'    line {line_no}: {reason}')
+    lines.append(f'  lmdb: {summary["lmdb"]}')
+    if summary['pose_mean']:
+        lines.append(f'  pose mean: {summary["pose_mean"]}')
+        lines.append(f'  pose stddev: {summary["pose_stddev"]}')
+    return '\n'.join(lines)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Command-line arguments of ``json_to_lmdb.py``."""
+    parser = argparse.ArgumentParser(
+        description='Convert an img2pose JSON list (one object per line: image_path, bboxes, '
+                    'landmarks) into a face-pose LMDB with EPnP poses.')
+    parser.add_argument('json_list', help='the JSON list')
+    parser.add_argument('out_dir', help='output folder')
+    parser.add_argument('--name', required=True, help='base name: <name>.lmdb, '
+                        '<name>_pose_mean.npy, <name>_pose_stddev.npy')
+    parser.add_argument('--train', action='store_true',
+                        help='also write the local-pose mean and stddev')
+    parser.add_argument('--resume', action='store_true',
+                        help='continue an interrupted conversion (<name>.lmdb.partial)')
+    parser.add_argument('--image-root', default=None,
+                        help='folder relative image paths start from (default: the '
+                             "JSON list's folder)")
+    parser.add_argument('--reference-points-68', default=None,
+                        help='.npy (68, 3) reference points (default: packaged face)')
+    parser.add_argument('--reference-points-5', default=None,
+                        help='.npy (5, 3) reference points (default: packaged face)')
+    parser.add_argument('--commit-every', type=int, default=100,
+                        help='records per LMDB transaction')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """CLI entry point."""
+    args = parse_args(argv)
+    convert(args.json_list, args.out_dir, args.name, train=args.train, resume=args.resume,
+            image_root=args.image_root, reference_points_68=args.reference_points_68,
+            reference_points_5=args.reference_points_5,
+            commit_every=args.commit_every, progress=not args.no_progress)
+    return 0
+
+
+__all__ = ['convert', 'build_record', 'record_key', 'format_summary', 'parse_args', 'main']

@@ -1,0 +1,169 @@
+"""Face boxes from poses, faces without pose, and packing ``gt_instances.poses``."""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from mmcv.transforms import BaseTransform
+from mmdet.datasets.transforms import PackDetInputs
+from mmdet.registry import TRANSFORMS
+
+from img2pose_mm.structures import pose_to_bbox
+
+from .pose_utils import (
+    boxes_numpy,
+    image_hw,
+    num_instances,
+    pose_valid_mask,
+    reference_points_68,
+    select_instances,
+    set_boxes,
+    sync_pose_frame,
+)
+
+
+@TRANSFORMS.register_module()
+class PoseToBBox(BaseTransform):
+    """Rebuild the GT boxes of faces with a pose from the pose (img2pose's rule, SPEC §3:
+    :func:`~img2pose_mm.structures.pose_to_bbox`), as the original builds its training
+    boxes. Faces without a pose keep their boxes. Faces whose pose box is smaller than
+    ``min_size`` pixels (width or height, e.g. projected outside the image) are dropped.
+
+    Required Keys: ``img``/``img_shape``, ``gt_bboxes``, ``gt_poses``.
+    Modified Keys: ``gt_bboxes`` and, when faces are dropped, every GT instance key.
+    """
+
+    def __init__(self, reference_points: Optional[str] = None, x_factor: float = 1.1,
+                 y_factor: float = 1.1, expand_forehead: float = 0.3,
+                 min_size: float = 1.0) -> None:
+        self.reference_points = reference_points
+        self.x_factor, self.y_factor = float(x_factor), float(y_factor)
+        self.expand_forehead = float(expand_forehead)
+        self.min_size = float(min_size)
+        self._points: Optional[torch.Tensor] = None
+
+    @property
+    def points(self) -> torch.Tensor:
+        if self._points is None:
+            self._points = reference_points_68(self.reference_points)
+        return self._points
+
+    def transform(self, results: dict) -> dict:
+        """Replace the boxes of faces with a pose."""
+        if results.get('gt_poses') is None or results.get('gt_bboxes') is None:
+            return results
+        sync_pose_frame(results, self.points)
+        num_instances(results)
+        valid = pose_valid_mask(results['gt_poses'])
+        if not valid.any():
+            return results
+        shape = image_hw(results)
+        poses = torch.from_numpy(results['gt_poses'][valid].astype(np.float64))
+        boxes = boxes_numpy(results['gt_bboxes'])
+        boxes[valid] = pose_to_bbox(poses, self.points, shape, self.x_factor, self.y_factor,
+                                    self.expand_forehead).numpy()
+        set_boxes(results, boxes)
+        small = valid & ((boxes[:, 2] - boxes[:, 0] < self.min_size)
+                         | (boxes[:, 3] - boxes[:, 1] < self.min_size))
+        if small.any():
+            select_instances(results, ~small)
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(x_factor={self.x_factor}, y_factor={self.y_factor}, '
+                f'expand_forehead={self.expand_forehead}, min_size={self.min_size})')
+
+
+@TRANSFORMS.register_module()
+class BlackOutFacesWithoutPose(BaseTransform):
+    """Fill the boxes of faces without a pose with ``fill_value`` and drop those faces,
+    so that they are neither positives without a target nor negatives (as img2pose does).
+
+    Required Keys: ``img``, ``gt_bboxes``, ``gt_poses``.
+    Modified Keys: ``img`` and every GT instance key.
+
+    Args:
+        fill_value: pixel value (scalar or per channel).
+        drop: remove the blacked-out faces from the annotations (else keep them, they
+            stay flagged ignored).
+    """
+
+    def __init__(self, fill_value: Union[float, tuple] = 0, drop: bool = True) -> None:
+        self.fill_value = fill_value
+        self.drop = drop
+
+    def transform(self, results: dict) -> dict:
+        """Black out and drop."""
+        if results.get('gt_poses') is None or results.get('gt_bboxes') is None:
+            return results
+        num_instances(results)
+        missing = ~pose_valid_mask(results['gt_poses'])
+        if not missing.any():
+            return results
+        h, w = image_hw(results)
+        boxes = boxes_numpy(results['gt_bboxes'])[missing]
+        x1 = np.clip(np.floor(boxes[:, 0]), 0, w).astype(np.int64)
+        y1 = np.clip(np.floor(boxes[:, 1]), 0, h).astype(np.int64)
+        x2 = np.clip(np.ceil(boxes[:, 2]), 0, w).astype(np.int64)
+        y2 = np.clip(np.ceil(boxes[:, 3]), 0, h).astype(np.int64)
+        ok = (x2 > x1) & (y2 > y1)
+        # union of the boxes via a 2D difference array: no loop over faces
+        diff = np.zeros((h + 1, w + 1), dtype=np.int32)
+        np.add.at(diff, (y1[ok], x1[ok]), 1)
+        np.add.at(diff, (y1[ok], x2[ok]), -1)
+        np.add.at(diff, (y2[ok], x1[ok]), -1)
+        np.add.at(diff, (y2[ok], x2[ok]), 1)
+        covered = diff.cumsum(0).cumsum(1)[:h, :w] > 0
+        img = results['img'].copy()
+        img[covered] = self.fill_value
+        results['img'] = img
+        if self.drop:
+            select_instances(results, ~missing)
+        return results
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(fill_value={self.fill_value}, drop={self.drop})'
+
+
+@TRANSFORMS.register_module()
+class PackFacePoseInputs(PackDetInputs):
+    """mmdet's ``PackDetInputs`` that also packs ``gt_poses`` -> ``gt_instances.poses``
+    and ``gt_landmarks`` -> ``gt_instances.landmarks`` (ignored faces go to
+    ``ignored_instances`` like their boxes).
+
+    If mmdet's ``Pad`` ran after the pose-aware transforms, the poses are first moved to
+    the padded image's camera (``Pad`` sets ``img_shape`` to the padded shape, and the
+    model's camera is ``image_intrinsics(img_shape)``).
+
+    Raises:
+        ValueError: GT instance keys disagree in length (a transform that does not know
+            poses dropped instances).
+    """
+
+    mapping_table = {
+        'gt_bboxes': 'bboxes',
+        'gt_bboxes_labels': 'labels',
+        'gt_masks': 'masks',
+        'gt_poses': 'poses',
+        'gt_landmarks': 'landmarks',
+    }
+
+    def __init__(self, meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                                  'scale_factor', 'flip', 'flip_direction'),
+                 reference_points: Optional[str] = None) -> None:
+        super().__init__(meta_keys=meta_keys)
+        self.reference_points = reference_points
+
+    def transform(self, results: dict) -> dict:
+        """Pack image, meta and GT instances."""
+        if results.get('gt_poses') is not None:
+            sync_pose_frame(results, reference_points_68(self.reference_points))
+            results['gt_poses'] = np.asarray(results['gt_poses'], dtype=np.float32)
+        if results.get('gt_landmarks') is not None:
+            results['gt_landmarks'] = np.asarray(results['gt_landmarks'], dtype=np.float32)
+        num_instances(results)
+        return super().transform(results)
+
+
+__all__ = ['PoseToBBox', 'BlackOutFacesWithoutPose', 'PackFacePoseInputs']

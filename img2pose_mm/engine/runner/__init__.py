@@ -1,0 +1,3 @@
+from .val_loss_loop import ValLossLoop
+
+__all__ = ['ValLossLoop']

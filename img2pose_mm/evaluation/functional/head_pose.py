@@ -1,0 +1,86 @@
+"""Head-pose benchmark helpers: which detection answers for a face, and angle errors.
+
+Face selection (img2pose's protocols, SPEC §7):
+
+* ``'iou'`` (AFLW2000-3D): among detections with ``score > score_thr`` the one of
+  highest IoU with the ground-truth box (for AFLW2000 the 68-landmark extent expanded
+  by the img2pose box rule, see :class:`~img2pose_mm.datasets.AFLW2000Dataset`);
+  IoU uses the inclusive-pixel ``+1`` convention of the original evaluation and must
+  be ``> min_iou`` (default 0: any overlap); ties go to the first detection.
+* ``'center'`` (BIWI): among detections with ``score > score_thr`` (0.9) the one whose
+  box centre ``(x1 + (x2 - x1) // 2, y1 + (y2 - y1) // 2)`` is closest to the image
+  centre ``(w // 2, h // 2)``.
+
+A face without a selectable detection is a *miss*.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .wider_face import wider_box_overlaps
+
+
+def select_by_iou(pred_bboxes: np.ndarray, scores: np.ndarray, gt_bboxes: np.ndarray,
+                  score_thr: float = 0.0, min_iou: float = 0.0,
+                  offset: float = 1.0) -> np.ndarray:
+    """For each ground-truth box the detection of highest IoU, or -1.
+
+    Args:
+        pred_bboxes: ``(N, 4)`` ``x1, y1, x2, y2``.
+        scores: ``(N,)``.
+        gt_bboxes: ``(M, 4)``.
+        score_thr: only detections with ``score > score_thr`` take part.
+        min_iou: the best IoU must be ``> min_iou``.
+        offset: ``1`` for the inclusive-pixel IoU of the original, ``0`` for continuous.
+
+    Returns:
+        ``(M,)`` int64 indices into the detections, -1 for a miss.
+    """
+    gt_bboxes = np.asarray(gt_bboxes, dtype=np.float64).reshape(-1, 4)
+    pred_bboxes = np.asarray(pred_bboxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    choice = np.full(len(gt_bboxes), -1, dtype=np.int64)
+    if len(pred_bboxes) == 0 or len(gt_bboxes) == 0:
+        return choice
+    iou = wider_box_overlaps(gt_bboxes, pred_bboxes, offset)
+    iou[:, ~(scores > score_thr)] = -np.inf
+    best = iou.argmax(1)
+    ok = iou[np.arange(len(gt_bboxes)), best] > min_iou
+    choice[ok] = best[ok]
+    return choice
+
+
+def select_by_center(pred_bboxes: np.ndarray, scores: np.ndarray, img_shape: Sequence[int],
+                     score_thr: float = 0.9) -> int:
+    """The detection (``score > score_thr``) whose centre is closest to the image centre.
+
+    Returns:
+        Its index, or -1 when no detection passes the threshold.
+    """
+    pred_bboxes = np.asarray(pred_bboxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    h, w = int(img_shape[0]), int(img_shape[1])
+    cx = pred_bboxes[:, 0] + np.floor_divide(pred_bboxes[:, 2] - pred_bboxes[:, 0], 2)
+    cy = pred_bboxes[:, 1] + np.floor_divide(pred_bboxes[:, 3] - pred_bboxes[:, 1], 2)
+    dist = np.hypot(cx - w // 2, cy - h // 2)
+    dist[~(scores > score_thr)] = np.inf
+    if len(dist) == 0 or not np.isfinite(dist.min()):
+        return -1
+    return int(dist.argmin())
+
+
+def angle_errors(pred: np.ndarray, gt: np.ndarray, wrap: bool = True) -> np.ndarray:
+    """Absolute angle differences in degrees, optionally wrapped into ``[0, 180]``.
+
+    Wrapping only changes differences beyond 180 degrees (e.g. pitch 179 vs -179 is
+    2 degrees, not 358).
+    """
+    diff = np.asarray(pred, dtype=np.float64) - np.asarray(gt, dtype=np.float64)
+    if wrap:
+        diff = (diff + 180.0) % 360.0 - 180.0
+    return np.abs(diff)
+
+
+__all__ = ['select_by_iou', 'select_by_center', 'angle_errors']

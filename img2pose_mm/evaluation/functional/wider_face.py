@@ -1,0 +1,443 @@
+"""The official WIDER FACE evaluation protocol (``eval_tools`` of the benchmark).
+
+Facts the protocol fixes, reproduced here:
+
+* Ground truth comes from ``wider_face_val.mat`` (``event_list``, ``file_list``,
+  ``face_bbx_list``: boxes ``x, y, w, h``) and the faces that *count* in a setting
+  from ``wider_{easy,medium,hard}_val.mat`` (``gt_list``: 1-based face indices per
+  image). Every other face of the image is an *ignored* face.
+* Predictions of an image are evaluated in descending score order (a stable sort here;
+  the official threshold sweep takes the *last* prediction passing a threshold and so
+  presumes that order), and all scores of the whole set are min-max normalised together
+  (the running max starts at 0 and the running min at 1).
+* Each prediction, in score order, is matched to the ground-truth face of highest
+  IoU (boxes ``[x, y, x + w, y + h]`` with the inclusive-pixel ``+1`` convention).
+  With IoU >= 0.5: an ignored face makes the prediction disappear (it is no
+  proposal), a counted face is recalled the first time. A second prediction on a
+  recalled face stays a proposal and so acts as a false positive.
+* 1000 score thresholds ``1 - t / 1000`` (t = 1..1000) give, summed over images,
+  proposals and recalled faces; precision = recalled / proposals, recall = recalled /
+  number of counted faces (images without predictions still count their faces).
+* AP is the VOC area under the precision envelope (``mrec``/``mpre`` sentinels, the
+  envelope from the right, area summed where recall changes). The official tool is
+  MATLAB, whose ``max`` ignores NaN: a 0/0 precision at thresholds above every score
+  does not poison the envelope; ``np.fmax`` reproduces that.
+"""
+from __future__ import annotations
+
+import os
+import os.path as osp
+import warnings
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+WIDER_SETTINGS = ('easy', 'medium', 'hard')
+WIDER_THRESH_NUM = 1000
+ImageKey = Tuple[str, str]   # (event, name without extension)
+
+
+@dataclass
+class WIDERImageGT:
+    """Ground truth of one image.
+
+    Attributes:
+        event: event folder, e.g. ``'0--Parade'``.
+        name: image name without extension, e.g. ``'0_Parade_marchingband_1_465'``.
+        boxes: ``(K, 4)`` float64 ``x, y, w, h``.
+        keep: per setting, ``(K,)`` bool: True where the face counts, False where it is
+            ignored.
+    """
+    event: str
+    name: str
+    boxes: np.ndarray
+    keep: Dict[str, np.ndarray] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------
+# .mat loading (scipy.io.loadmat nesting of MATLAB cell arrays)
+# ----------------------------------------------------------------------------
+def _cell_elements(value, what: str, path: str) -> list:
+    """Elements of a MATLAB cell array loaded by scipy, in MATLAB (column-major) order."""
+    # a cell wrapped into further 1x1 cells collapses to the innermost cell array
+    while (isinstance(value, np.ndarray) and value.dtype == object and value.size == 1
+           and isinstance(value.flat[0], np.ndarray) and value.flat[0].dtype == object):
+        value = value.flat[0]
+    if not isinstance(value, np.ndarray) or value.dtype != object:
+        kind = getattr(value, 'dtype', type(value).__name__)
+        raise ValueError(f'{path}: `{what}` must be a cell array, got {kind}')
+    return list(value.ravel(order='F'))
+
+
+def _unwrap(value):
+    """Strip 1x1 cell wrappers around a MATLAB value."""
+    while isinstance(value, np.ndarray) and value.dtype == object and value.size == 1:
+        value = value.flat[0]
+    return value
+
+
+def _mat_string(value, what: str, path: str) -> str:
+    value = _unwrap(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, np.ndarray) and value.dtype.kind == 'U':
+        if value.size == 0:
+            return ''
+        if value.size == 1:
+            return str(value.flat[0])
+        return ''.join(value.ravel(order='F').tolist())
+    raise ValueError(f'{path}: `{what}` must hold strings, got {type(value).__name__}')
+
+
+def _mat_boxes(value, what: str, path: str) -> np.ndarray:
+    value = np.asarray(_unwrap(value), dtype=np.float64)
+    if value.size == 0:
+        return np.zeros((0, 4))
+    if value.ndim != 2 or value.shape[1] != 4:
+        raise ValueError(f'{path}: `{what}` must be K x 4 boxes, got shape {value.shape}')
+    return value
+
+
+def _mat_indices(value, num_faces: int, what: str, path: str) -> np.ndarray:
+    value = np.asarray(_unwrap(value))
+    if value.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    idx = value.astype(np.int64).ravel() - 1
+    if idx.min() < 0 or idx.max() >= num_faces:
+        raise ValueError(f'{path}: `{what}` holds face indices outside 1..{num_faces}: '
+                         f'{(idx + 1).tolist()}')
+    return idx
+
+
+def _loadmat(path: str, keys: Sequence[str]) -> dict:
+    from scipy.io import loadmat
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'WIDER FACE ground-truth file not found: {path}')
+    mat = loadmat(path)
+    missing = [k for k in keys if k not in mat]
+    if missing:
+        raise ValueError(f'{path}: missing variables {missing} (found '
+                         f'{sorted(k for k in mat if not k.startswith("__"))})')
+    return mat
+
+
+def load_wider_ground_truth(gt_dir: str, settings: Sequence[str] = WIDER_SETTINGS,
+                            split: str = 'val') -> List[WIDERImageGT]:
+    """Read the official ground truth: ``wider_face_<split>.mat`` + setting files.
+
+    Args:
+        gt_dir: folder holding ``wider_face_val.mat`` and ``wider_<setting>_val.mat``
+            (``eval_tools/ground_truth`` of the official tool).
+        settings: settings to load (``wider_<setting>_<split>.mat`` each).
+        split: ``'val'`` for the public files.
+
+    Returns:
+        One :class:`WIDERImageGT` per image in the order of the .mat files.
+    """
+    face_path = osp.join(gt_dir, f'wider_face_{split}.mat')
+    mat = _loadmat(face_path, ('event_list', 'file_list', 'face_bbx_list'))
+    events = [_mat_string(e, f'event_list{{{i + 1}}}', face_path)
+              for i, e in enumerate(_cell_elements(mat['event_list'], 'event_list', face_path))]
+    file_cells = _cell_elements(mat['file_list'], 'file_list', face_path)
+    box_cells = _cell_elements(mat['face_bbx_list'], 'face_bbx_list', face_path)
+    if not len(events) == len(file_cells) == len(box_cells):
+        raise ValueError(f'{face_path}: event_list, file_list and face_bbx_list have '
+                         f'{len(events)}, {len(file_cells)} and {len(box_cells)} events')
+    images: List[WIDERImageGT] = []
+    layout: List[int] = []
+    for i, (event, files, boxes) in enumerate(zip(events, file_cells, box_cells)):
+        files = _cell_elements(files, f'file_list{{{i + 1}}}', face_path)
+        boxes = _cell_elements(boxes, f'face_bbx_list{{{i + 1}}}', face_path)
+        if len(files) != len(boxes):
+            raise ValueError(f'{face_path}: event {event!r} lists {len(files)} files but '
+                             f'{len(boxes)} box sets')
+        layout.append(len(files))
+        for j, (name, bbx) in enumerate(zip(files, boxes)):
+            images.append(WIDERImageGT(
+                event=event,
+                name=_mat_string(name, f'file_list{{{i + 1}}}{{{j + 1}}}', face_path),
+                boxes=_mat_boxes(bbx, f'face_bbx_list{{{i + 1}}}{{{j + 1}}}', face_path)))
+    for setting in settings:
+        path = osp.join(gt_dir, f'wider_{setting}_{split}.mat')
+        gt_cells = _cell_elements(_loadmat(path, ('gt_list',))['gt_list'], 'gt_list', path)
+        if len(gt_cells) != len(layout):
+            raise ValueError(f'{path}: gt_list has {len(gt_cells)} events, '
+                             f'{face_path} has {len(layout)}')
+        cursor = 0
+        for i, (cell, num_images) in enumerate(zip(gt_cells, layout)):
+            entries = _cell_elements(cell, f'gt_list{{{i + 1}}}', path)
+            if len(entries) != num_images:
+                raise ValueError(f'{path}: event {events[i]!r} has {len(entries)} entries, '
+                                 f'{face_path} lists {num_images} images')
+            for j, entry in enumerate(entries):
+                image = images[cursor]
+                idx = _mat_indices(entry, len(image.boxes),
+                                   f'gt_list{{{i + 1}}}{{{j + 1}}}', path)
+                keep = np.zeros(len(image.boxes), dtype=bool)
+                keep[idx] = True
+                image.keep[setting] = keep
+                cursor += 1
+    return images
+
+
+# ----------------------------------------------------------------------------
+# the protocol
+# ----------------------------------------------------------------------------
+def wider_box_overlaps(boxes: np.ndarray, others: np.ndarray,
+                       offset: float = 1.0) -> np.ndarray:
+    """IoU ``(N, K)`` of ``x1, y1, x2, y2`` boxes with the inclusive-pixel ``+offset``.
+
+    Overlaps whose width or height is not positive are 0 (as the official
+    ``boxoverlap``).
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    others = np.asarray(others, dtype=np.float64).reshape(-1, 4)
+    iw = (np.minimum(boxes[:, None, 2], others[None, :, 2])
+          - np.maximum(boxes[:, None, 0], others[None, :, 0]) + offset)
+    ih = (np.minimum(boxes[:, None, 3], others[None, :, 3])
+          - np.maximum(boxes[:, None, 1], others[None, :, 1]) + offset)
+    inter = iw * ih
+    area_a = (boxes[:, 2] - boxes[:, 0] + offset) * (boxes[:, 3] - boxes[:, 1] + offset)
+    area_b = (others[:, 2] - others[:, 0] + offset) * (others[:, 3] - others[:, 1] + offset)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        iou = inter / (area_a[:, None] + area_b[None, :] - inter)
+    iou[(iw <= 0) | (ih <= 0)] = 0
+    return np.nan_to_num(iou, nan=0.0)
+
+
+def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """``x, y, w, h`` -> ``x1, y1, x2, y2`` (``x2 = x + w``, as the official tool)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], 1)
+
+
+def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
+    """``x1, y1, x2, y2`` -> ``x, y, w, h``."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1)
+
+
+def sort_by_score(dets: np.ndarray) -> np.ndarray:
+    """Rows of ``(N, 5)`` detections in descending score order (stable)."""
+    dets = np.asarray(dets, dtype=np.float64).reshape(-1, 5)
+    return dets[np.argsort(-dets[:, 4], kind='stable')]
+
+
+def normalize_scores(predictions: Mapping[ImageKey, np.ndarray]) -> Dict[ImageKey, np.ndarray]:
+    """Min-max normalise the scores (column 4) over the whole prediction set.
+
+    The running max starts at 0 and the running min at 1, as the official tool. If
+    all scores are equal (the official tool divides by zero) every score becomes 1.
+    """
+    max_score, min_score = 0.0, 1.0
+    for dets in predictions.values():
+        if len(dets):
+            max_score = max(max_score, float(dets[:, 4].max()))
+            min_score = min(min_score, float(dets[:, 4].min()))
+    spread = max_score - min_score
+    out = {}
+    for key, dets in predictions.items():
+        dets = np.array(dets, dtype=np.float64).reshape(-1, 5)
+        if spread > 0:
+            dets[:, 4] = (dets[:, 4] - min_score) / spread
+        else:
+            dets[:, 4] = 1.0
+        out[key] = dets
+    return out
+
+
+def wider_image_eval(dets: np.ndarray, gt_boxes: np.ndarray, keep: np.ndarray,
+                     iou_thr: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
+    """Match one image's predictions to its faces, in the given (score) order.
+
+    Args:
+        dets: ``(N, 5)`` ``x, y, w, h, score`` in evaluation order.
+        gt_boxes: ``(K, 4)`` ``x, y, w, h``.
+        keep: ``(K,)`` bool, True for faces that count.
+
+    Returns:
+        ``pred_recall`` ``(N,)``: counted faces recalled by predictions ``0..h``; and
+        ``proposal`` ``(N,)`` bool: False for predictions that matched an ignored face.
+    """
+    dets = np.asarray(dets, dtype=np.float64).reshape(-1, 5)
+    num = len(dets)
+    iou = wider_box_overlaps(xywh_to_xyxy(dets[:, :4]), xywh_to_xyxy(gt_boxes))
+    best = iou.argmax(1)
+    matched = iou[np.arange(num), best] >= iou_thr
+    counted = np.asarray(keep, dtype=bool)[best]
+    proposal = ~(matched & ~counted)
+    hits = np.flatnonzero(matched & counted)
+    first = np.zeros(num, dtype=bool)
+    _, first_pos = np.unique(best[hits], return_index=True)
+    first[hits[first_pos]] = True
+    return np.cumsum(first).astype(np.float64), proposal
+
+
+def wider_image_pr_info(scores: np.ndarray, proposal: np.ndarray, pred_recall: np.ndarray,
+                        thresh_num: int = WIDER_THRESH_NUM) -> np.ndarray:
+    """``(thresh_num, 2)``: proposals and recalled faces at each threshold ``1 - t/T``.
+
+    At a threshold the official tool looks at the *last* prediction whose score
+    passes it; with scores sorted this is the number of passing predictions.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    thresholds = 1 - np.arange(1, thresh_num + 1) / thresh_num
+    # the last index whose score passes = count of passing suffix maxima - 1
+    suffix_max = np.maximum.accumulate(scores[::-1])[::-1]
+    last = np.searchsorted(-suffix_max, -thresholds, side='right') - 1
+    info = np.zeros((thresh_num, 2))
+    valid = last >= 0
+    info[valid, 0] = np.cumsum(proposal)[last[valid]]
+    info[valid, 1] = pred_recall[last[valid]]
+    return info
+
+
+def wider_voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
+    """VOC AP of the official tool: area under the right-to-left precision envelope."""
+    mrec = np.concatenate([[0.0], recall, [1.0]])
+    mpre = np.concatenate([[0.0], precision, [0.0]])
+    mpre = np.fmax.accumulate(mpre[::-1])[::-1]   # NaN-ignoring like MATLAB's max
+    idx = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1
+    return float(np.sum((mrec[idx] - mrec[idx - 1]) * mpre[idx]))
+
+
+def wider_pr_curve(predictions: Mapping[ImageKey, np.ndarray],
+                   ground_truth: Iterable[WIDERImageGT], setting: str,
+                   iou_thr: float = 0.5,
+                   thresh_num: int = WIDER_THRESH_NUM) -> Tuple[np.ndarray, np.ndarray, int]:
+    """Precision and recall at the ``thresh_num`` thresholds for one setting.
+
+    Args:
+        predictions: ``(event, name) -> (N, 5)`` ``x, y, w, h, score`` with normalised
+            scores (see :func:`normalize_scores`); missing images have no predictions.
+        ground_truth: images with ``keep[setting]``.
+
+    Returns:
+        ``precision``, ``recall`` (``(thresh_num,)`` each, thresholds descending) and
+        the number of counted faces.
+    """
+    curve = np.zeros((thresh_num, 2))
+    count_face = 0
+    for image in ground_truth:
+        if setting not in image.keep:
+            raise KeyError(f'ground truth of {image.event}/{image.name} has no '
+                           f'{setting!r} setting')
+        keep = image.keep[setting]
+        count_face += int(keep.sum())
+        dets = predictions.get((image.event, image.name))
+        if dets is None or len(dets) == 0 or len(image.boxes) == 0:
+            continue
+        dets = sort_by_score(dets)
+        pred_recall, proposal = wider_image_eval(dets, image.boxes, keep, iou_thr)
+        curve += wider_image_pr_info(dets[:, 4], proposal, pred_recall, thresh_num)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        precision = curve[:, 1] / curve[:, 0]
+        recall = curve[:, 1] / count_face
+    return precision, recall, count_face
+
+
+def evaluate_wider(predictions: Mapping[ImageKey, np.ndarray],
+                   ground_truth: Sequence[WIDERImageGT],
+                   settings: Sequence[str] = WIDER_SETTINGS, iou_thr: float = 0.5,
+                   thresh_num: int = WIDER_THRESH_NUM,
+                   normalize: bool = True) -> Dict[str, float]:
+    """Official WIDER FACE AP per setting.
+
+    Args:
+        predictions: ``(event, name) -> (N, 5)`` ``x, y, w, h, score`` (raw scores).
+        ground_truth: from :func:`load_wider_ground_truth` or built by hand.
+        settings: settings to evaluate (keys of ``WIDERImageGT.keep``).
+        normalize: min-max normalise scores over the set first (official: True).
+
+    Returns:
+        ``{setting: AP}``; NaN for a setting without counted faces.
+    """
+    preds = normalize_scores(predictions) if normalize else {
+        k: np.asarray(v, dtype=np.float64).reshape(-1, 5) for k, v in predictions.items()}
+    aps = {}
+    for setting in settings:
+        precision, recall, count_face = wider_pr_curve(preds, ground_truth, setting,
+                                                       iou_thr, thresh_num)
+        if count_face == 0:
+            warnings.warn(f'WIDER FACE setting {setting!r} counts no face: AP is NaN',
+                          stacklevel=2)
+            aps[setting] = float('nan')
+        else:
+            aps[setting] = wider_voc_ap(recall, precision)
+    return aps
+
+
+# ----------------------------------------------------------------------------
+# submission layout
+# ----------------------------------------------------------------------------
+def write_wider_submission(out_dir: str, event: str, name: str, dets: np.ndarray,
+                           file_name: Optional[str] = None) -> str:
+    """Write ``<out_dir>/<event>/<name>.txt``: file name, count, ``x y w h score`` lines.
+
+    Args:
+        dets: ``(N, 5)`` ``x1, y1, x2, y2, score``.
+        file_name: first line (default ``name``), e.g. the image file name.
+
+    Returns:
+        The written path.
+    """
+    dets = np.asarray(dets, dtype=np.float64).reshape(-1, 5)
+    xywh = xyxy_to_xywh(dets[:, :4])
+    folder = osp.join(out_dir, event)
+    os.makedirs(folder, exist_ok=True)
+    path = osp.join(folder, f'{name}.txt')
+    lines = [file_name or name, str(len(dets))]
+    lines += [f'{x:.2f} {y:.2f} {w:.2f} {h:.2f} {s:.6f}'
+              for (x, y, w, h), s in zip(xywh, dets[:, 4])]
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    return path
+
+
+def read_wider_submission(pred_dir: str) -> Dict[ImageKey, np.ndarray]:
+    """Read a submission folder into ``(event, name) -> (N, 5) x, y, w, h, score``."""
+    if not osp.isdir(pred_dir):
+        raise FileNotFoundError(f'WIDER FACE prediction folder not found: {pred_dir}')
+    preds: Dict[ImageKey, np.ndarray] = {}
+    for event in sorted(os.listdir(pred_dir)):
+        event_dir = osp.join(pred_dir, event)
+        if not osp.isdir(event_dir):
+            continue
+        for fname in sorted(os.listdir(event_dir)):
+            if not fname.endswith('.txt'):
+                continue
+            path = osp.join(event_dir, fname)
+            with open(path) as f:
+                lines = [line.strip() for line in f]
+            while lines and not lines[-1]:
+                lines.pop()
+            if len(lines) < 2:
+                raise ValueError(f'{path}: expected a name line and a count line')
+            try:
+                count = int(float(lines[1]))
+            except ValueError:
+                raise ValueError(
+                    f'{path}:2: face count must be a number, got {lines[1]!r}') from None
+            if len(lines) - 2 < count:
+                raise ValueError(f'{path}: announces {count} faces but has {len(lines) - 2} '
+                                 'box lines')
+            rows = []
+            for n, line in enumerate(lines[2:2 + count], start=3):
+                values = line.split()
+                try:
+                    rows.append([float(v) for v in values[:5]])
+                except ValueError:
+                    raise ValueError(f'{path}:{n}: not numbers: {line!r}') from None
+                if len(values) < 5:
+                    raise ValueError(f'{path}:{n}: expected `x y w h score`, got {line!r}')
+            preds[(event, fname[:-4])] = np.asarray(rows, dtype=np.float64).reshape(-1, 5)
+    return preds
+
+
+__all__ = [
+    'WIDER_SETTINGS', 'WIDER_THRESH_NUM', 'WIDERImageGT', 'load_wider_ground_truth',
+    'wider_box_overlaps', 'xywh_to_xyxy', 'xyxy_to_xywh', 'sort_by_score', 'normalize_scores',
+    'wider_image_eval', 'wider_image_pr_info', 'wider_voc_ap', 'wider_pr_curve',
+    'evaluate_wider', 'write_wider_submission', 'read_wider_submission',
+]

@@ -1,0 +1,194 @@
+"""Head-pose mean absolute error (AFLW2000-3D / BIWI protocols, SPEC §7)."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from mmdet.registry import METRICS
+from mmengine.evaluator import BaseMetric
+from mmengine.logging import MMLogger
+
+from img2pose_mm.structures import pose_to_euler, rotation_angle_between
+
+from ..functional import angle_errors, select_by_center, select_by_iou
+from ._utils import get_field, sample_name, to_numpy
+
+SELECTIONS = ('iou', 'center')
+MISS_POLICIES = ('exclude', 'frontal')
+
+
+@METRICS.register_module()
+class HeadPoseMetric(BaseMetric):
+    """Yaw / pitch / roll MAE (degrees) of the detection chosen for each face.
+
+    Both ground-truth and predicted poses go through
+    :func:`img2pose_mm.structures.pose_to_euler` (SPEC §3 convention), so the two sides
+    share one Euler convention; the angle differences are wrapped into [-180, 180]
+    (``wrap_angles``) before taking absolute values.
+
+    Face selection (see :mod:`img2pose_mm.evaluation.functional.head_pose`):
+    ``selection='iou'`` (AFLW2000-3D: best IoU with the ground-truth box, detections
+    with ``score > score_thr``, default 0) or ``selection='center'`` (BIWI: detection
+    with ``score > score_thr``, default 0.9, nearest the image centre).
+
+    Misses (faces without a selectable detection) are reported as ``num_miss`` and
+    ``miss_rate``. With ``miss_policy='exclude'`` (default, the original evaluation)
+    they are left out of every error; with ``'frontal'`` a miss counts as a frontal
+    prediction (zero rotation), i.e. its error is the ground-truth angle itself, a
+    pessimistic bound (translation errors still skip misses).
+
+    Reported keys: ``yaw``, ``pitch``, ``roll``, ``mae`` (mean of the three),
+    ``geodesic`` (mean rotation angle between prediction and ground truth, degrees),
+    ``num_faces``, ``num_miss``, ``miss_rate`` and, when some faces have a ground-truth
+    translation in img2pose's camera convention (finite ``pose[3:]``), ``tx``, ``ty``,
+    ``tz`` and ``t_mae`` (mean absolute errors in pose units) with ``num_translation``.
+
+    Ground truth per sample: the raw ``instances`` meta key when packed (each with
+    ``pose`` (6,) global pose in the original image frame, NaN translation when unknown,
+    optional ``pose_valid``, and ``bbox`` for ``selection='iou'``), else
+    ``gt_instances.poses`` / ``gt_instances.bboxes`` (must be in the original image
+    frame: load annotations after ``Resize``). Predictions: ``pred_instances.bboxes``,
+    ``scores`` and ``poses`` (global, original image frame).
+
+    Example (AFLW2000-3D; the original evaluated at min = max size 400, BIWI at 600 /
+    1200 with ``selection='center'`` and ``type='BIWIDataset'``)::
+
+        pack = dict(type='PackFacePoseInputs',
+                    meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                               'scale_factor', 'instances'))
+        test_dataloader = dict(batch_size=1, dataset=dict(
+            type='AFLW2000Dataset', data_root='data/AFLW2000/', test_mode=True,
+            pipeline=[dict(type='LoadFacePoseImage'),
+                      dict(type='PoseResize', scale=(400, 400), keep_ratio=True), pack]))
+        test_evaluator = dict(type='HeadPoseMetric', selection='iou', prefix='aflw2000')
+
+    Args:
+        selection: ``'iou'`` or ``'center'``.
+        score_thr: detections must score above it (default 0.0 for ``'iou'``, 0.9 for
+            ``'center'``).
+        min_iou: ``'iou'`` selection needs an IoU above it (default 0: any overlap).
+        iou_offset: 1 for the inclusive-pixel IoU of the original evaluation, 0 for
+            continuous coordinates.
+        miss_policy: ``'exclude'`` or ``'frontal'``.
+        wrap_angles: wrap angle differences into [-180, 180].
+        collect_device, prefix: as :class:`mmengine.evaluator.BaseMetric`
+            (default prefix ``'head_pose'``).
+    """
+    default_prefix: Optional[str] = 'head_pose'
+
+    def __init__(self,
+                 selection: str = 'iou',
+                 score_thr: Optional[float] = None,
+                 min_iou: float = 0.0,
+                 iou_offset: float = 1.0,
+                 miss_policy: str = 'exclude',
+                 wrap_angles: bool = True,
+                 collect_device: str = 'cpu',
+                 prefix: Optional[str] = None) -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        if selection not in SELECTIONS:
+            raise ValueError(f'selection must be one of {SELECTIONS}, got {selection!r}')
+        if miss_policy not in MISS_POLICIES:
+            raise ValueError(f'miss_policy must be one of {MISS_POLICIES}, got {miss_policy!r}')
+        self.selection = selection
+        self.score_thr = score_thr if score_thr is not None else (
+            0.0 if selection == 'iou' else 0.9)
+        self.min_iou = min_iou
+        self.iou_offset = iou_offset
+        self.miss_policy = miss_policy
+        self.wrap_angles = wrap_angles
+
+    # ------------------------------------------------------------------ process
+    def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
+        """Select the answering detection for every ground-truth face."""
+        for data_sample in data_samples:
+            gt_poses, gt_boxes = self._ground_truth(data_sample)
+            if len(gt_poses) == 0:
+                continue
+            pred = data_sample['pred_instances']
+            if get_field(pred, 'poses') is None:
+                raise KeyError(f'{sample_name(data_sample)}: pred_instances has no `poses`')
+            boxes = to_numpy(pred['bboxes']).reshape(-1, 4)
+            scores = to_numpy(pred['scores']).reshape(-1)
+            poses = to_numpy(pred['poses']).reshape(-1, 6)
+            if self.selection == 'iou':
+                choice = select_by_iou(boxes, scores, gt_boxes, self.score_thr,
+                                       self.min_iou, self.iou_offset)
+            else:
+                if len(gt_poses) != 1:
+                    raise ValueError(f'{sample_name(data_sample)}: centre selection (BIWI) '
+                                     f'expects one face per image, got {len(gt_poses)}')
+                choice = np.array([select_by_center(boxes, scores, data_sample['ori_shape'],
+                                                    self.score_thr)])
+            pred_poses = np.full((len(gt_poses), 6), np.nan)
+            hit = choice >= 0
+            pred_poses[hit] = poses[choice[hit]]
+            self.results.append(dict(gt_poses=gt_poses, pred_poses=pred_poses, hit=hit))
+
+    def _ground_truth(self, data_sample: dict):
+        """Faces with a rotation: ``(M, 6)`` poses and ``(M, 4)`` boxes (NaN if absent)."""
+        instances = data_sample.get('instances')
+        if instances is not None:
+            keep = [inst for inst in instances
+                    if inst.get('pose_valid', True) and 'pose' in inst]
+            poses = to_numpy([inst['pose'] for inst in keep]).reshape(-1, 6)
+            boxes = to_numpy([inst.get('bbox', [np.nan] * 4) for inst in keep]).reshape(-1, 4)
+        else:
+            gt = data_sample.get('gt_instances')
+            if gt is None or get_field(gt, 'poses') is None:
+                raise KeyError(f'{sample_name(data_sample)}: HeadPoseMetric needs the '
+                               '`instances` meta key or `gt_instances.poses`')
+            poses = to_numpy(get_field(gt, 'poses')).reshape(-1, 6)
+            bboxes = get_field(gt, 'bboxes')
+            boxes = (to_numpy(bboxes).reshape(-1, 4) if bboxes is not None
+                     else np.full((len(poses), 4), np.nan))
+        valid = np.isfinite(poses[:, :3]).all(1)
+        poses, boxes = poses[valid], boxes[valid]
+        if self.selection == 'iou' and not np.isfinite(boxes).all():
+            raise ValueError(f'{sample_name(data_sample)}: IoU face selection needs a '
+                             'ground-truth `bbox` for every face with a pose')
+        return poses, boxes
+
+    # ------------------------------------------------------------------ compute
+    def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
+        """Mean absolute errors over the selected faces."""
+        logger: MMLogger = MMLogger.get_current_instance()
+        if not results:
+            raise ValueError('HeadPoseMetric: no face with a ground-truth pose was evaluated')
+        gt = np.concatenate([r['gt_poses'] for r in results])
+        pred = np.concatenate([r['pred_poses'] for r in results])
+        hit = np.concatenate([r['hit'] for r in results])
+        num_faces, num_miss = len(gt), int((~hit).sum())
+
+        rot_pred = pred[:, :3].copy()
+        if self.miss_policy == 'frontal':
+            rot_pred[~hit] = 0.0
+            rows = np.ones(num_faces, dtype=bool)
+        else:
+            rows = hit
+        metrics: Dict[str, float] = {}
+        if rows.any():
+            gt_rot = torch.from_numpy(gt[rows, :3])
+            pr_rot = torch.from_numpy(rot_pred[rows])
+            errors = angle_errors(pose_to_euler(pr_rot).numpy(), pose_to_euler(gt_rot).numpy(),
+                                  self.wrap_angles)
+            pitch, yaw, roll = errors.mean(0)
+            geodesic = torch.rad2deg(rotation_angle_between(gt_rot, pr_rot)).mean().item()
+        else:
+            pitch = yaw = roll = geodesic = float('nan')
+            logger.warning('HeadPoseMetric: every face was missed, errors are NaN')
+        metrics.update(yaw=float(yaw), pitch=float(pitch), roll=float(roll),
+                       mae=float(np.mean([yaw, pitch, roll])), geodesic=float(geodesic))
+
+        with_t = hit & np.isfinite(gt[:, 3:]).all(1)
+        if with_t.any():
+            t_err = np.abs(pred[with_t, 3:] - gt[with_t, 3:]).mean(0)
+            metrics.update(tx=float(t_err[0]), ty=float(t_err[1]), tz=float(t_err[2]),
+                           t_mae=float(t_err.mean()), num_translation=int(with_t.sum()))
+        metrics.update(num_faces=num_faces, num_miss=num_miss,
+                       miss_rate=num_miss / num_faces)
+        logger.info(f'Head pose ({self.selection} selection, {num_miss}/{num_faces} missed): '
+                    f'yaw {metrics["yaw"]:.3f} pitch {metrics["pitch"]:.3f} '
+                    f'roll {metrics["roll"]:.3f} MAE {metrics["mae"]:.3f}')
+        return metrics

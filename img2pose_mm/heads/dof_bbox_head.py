@@ -1,0 +1,251 @@
+"""img2pose's RoI box head: a class branch and a 6DoF pose branch, no box deltas."""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmcv.ops import batched_nms
+from mmdet.models.losses import accuracy
+from mmdet.models.roi_heads.bbox_heads import ConvFCBBoxHead
+from mmdet.models.task_modules.samplers import SamplingResult
+from mmdet.registry import MODELS
+from mmdet.structures.bbox import scale_boxes
+from mmdet.utils import ConfigType, InstanceList
+from mmengine.config import ConfigDict
+from mmengine.structures import InstanceData
+from torch import Tensor, nn
+
+from img2pose_mm.structures import scale_translate_map, warp_pose
+
+
+class SingleSampleSafeBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d that normalises a lone training sample with its running statistics.
+
+    The pose branch only sees positive RoIs during training; an image with a single
+    positive would make plain BatchNorm fail ("Expected more than 1 value per channel").
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and x.shape[0] < 2:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                False, 0.0, self.eps)
+        return super().forward(x)
+
+
+@MODELS.register_module()
+class DoFPredictor(nn.Sequential):
+    """The last stage of img2pose's pose branch.
+
+    ``Linear(in, hidden) -> BatchNorm1d -> ReLU -> Linear(hidden, out)``; the layer
+    indices (0, 1, 3) are those of the original ``dof_pred``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, hidden_channels: int = 256) -> None:
+        super().__init__(nn.Linear(in_features, hidden_channels),
+                         SingleSampleSafeBatchNorm1d(hidden_channels),
+                         nn.ReLU(inplace=True),
+                         nn.Linear(hidden_channels, out_features))
+
+
+@MODELS.register_module()
+class DoFBBoxHead(ConvFCBBoxHead):
+    """Two parallel MLPs on the same RoI features: classification and 6DoF pose.
+
+    .. code-block:: none
+
+        RoI feature -> cls_fcs (fc6, fc7) -> fc_cls             -> class scores
+                    \\-> reg_fcs (fc6, fc7) -> fc_reg (DoFPredictor) -> local poses
+
+    ``bbox_coder`` is a :class:`~img2pose_mm.task_modules.PoseBBoxCoder`: the regression
+    targets are normalised proposal-local poses and boxes are derived from the decoded
+    poses. Poses are class-specific (6 per foreground class).
+
+    Args:
+        num_classes: foreground classes (1 = face).
+        fc_out_channels: width of fc6/fc7 in both branches.
+        loss_dof: squared-error loss on normalised poses.
+        loss_points: L1 loss on projected reference points.
+        init_cfg: default ``[]`` keeps PyTorch's default initialisation, as the original.
+    """
+
+    def __init__(self,
+                 num_classes: int = 1,
+                 in_channels: int = 256,
+                 roi_feat_size: int = 7,
+                 fc_out_channels: int = 1024,
+                 num_cls_fcs: int = 2,
+                 num_reg_fcs: int = 2,
+                 bbox_coder: ConfigType = dict(type='PoseBBoxCoder'),
+                 reg_predictor_cfg: ConfigType = dict(type='DoFPredictor', hidden_channels=256),
+                 loss_cls: ConfigType = dict(type='CrossEntropyLoss', use_sigmoid=False,
+                                             loss_weight=1.0),
+                 loss_dof: ConfigType = dict(type='DoFLoss', loss_weight=1.0),
+                 loss_points: ConfigType = dict(type='PosePointsLoss', loss_weight=1.0),
+                 init_cfg=(),
+                 **kwargs) -> None:
+        super().__init__(
+            num_shared_convs=0, num_shared_fcs=0, num_cls_convs=0, num_reg_convs=0,
+            num_cls_fcs=num_cls_fcs, num_reg_fcs=num_reg_fcs, fc_out_channels=fc_out_channels,
+            with_avg_pool=False, with_cls=True, with_reg=True, reg_class_agnostic=False,
+            num_classes=num_classes, in_channels=in_channels, roi_feat_size=roi_feat_size,
+            bbox_coder=bbox_coder, reg_predictor_cfg=reg_predictor_cfg, loss_cls=loss_cls,
+            loss_bbox=loss_dof, init_cfg=list(init_cfg), **kwargs)
+        del self.loss_bbox
+        self.loss_dof = MODELS.build(loss_dof)
+        self.loss_points = MODELS.build(loss_points)
+
+    @property
+    def pose_coder(self):
+        """The :class:`PoseBBoxCoder` (mmdet calls it ``bbox_coder``)."""
+        return self.bbox_coder
+
+    # ------------------------------------------------------------------ forward
+    def forward_cls(self, x: Tensor) -> Tensor:
+        """Class scores ``(N, num_classes + 1)`` of RoI features ``(N, C, 7, 7)``."""
+        x = x.flatten(1)
+        for fc in self.cls_fcs:
+            x = self.relu(fc(x))
+        return self.fc_cls(x)
+
+    def forward_pose(self, x: Tensor) -> Tensor:
+        """Normalised local poses ``(N, 6 * num_classes)`` of RoI features."""
+        x = x.flatten(1)
+        for fc in self.reg_fcs:
+            x = self.relu(fc(x))
+        return self.fc_reg(x)
+
+    def forward(self, x: Tensor, pose_inds: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """Class scores for all RoIs; poses for all RoIs or only for ``x[pose_inds]``."""
+        pose_feats = x if pose_inds is None else x[pose_inds]
+        return self.forward_cls(x), self.forward_pose(pose_feats)
+
+    # ------------------------------------------------------------------ training
+    def get_targets(self, sampling_results: List[SamplingResult], batch_gt_instances: InstanceList,
+                    batch_img_metas: List[dict], rcnn_train_cfg: ConfigDict) -> dict:
+        """Class targets of all sampled RoIs and pose targets of the positive ones.
+
+        The GT pose of each positive comes from ``gt_instances.poses`` through
+        ``pos_assigned_gt_inds`` and is encoded in the RoI's own frame. GT faces with
+        non-finite poses get zero pose weight.
+        """
+        pos_weight = rcnn_train_cfg.get('pos_weight', -1) if rcnn_train_cfg else -1
+        pos_weight = 1.0 if pos_weight <= 0 else float(pos_weight)
+        labels, label_weights, img_shapes = [], [], []
+        pos_priors, pos_labels, pos_gt_poses = [], [], []
+        for res, gt, meta in zip(sampling_results, batch_gt_instances, batch_img_metas):
+            num_pos, num_neg = res.pos_priors.shape[0], res.neg_priors.shape[0]
+            labels.append(torch.cat([res.pos_gt_labels.long(), res.pos_gt_labels.new_full(
+                (num_neg, ), self.num_classes, dtype=torch.long)]))
+            label_weights.append(torch.cat([res.pos_priors.new_full((num_pos, ), pos_weight),
+                                            res.pos_priors.new_ones(num_neg)]))
+            pos_priors.append(res.pos_priors)
+            pos_labels.append(res.pos_gt_labels.long())
+            pos_gt_poses.append(gt.poses[res.pos_assigned_gt_inds].to(res.pos_priors))
+            img_shapes.append(res.pos_priors.new_tensor(meta['img_shape'][:2]).expand(num_pos, 2))
+        pos_priors = torch.cat(pos_priors)
+        pos_gt_poses = torch.cat(pos_gt_poses)
+        pose_weights = torch.isfinite(pos_gt_poses).all(-1).to(pos_priors)
+        safe_gt = torch.where(pose_weights[:, None] > 0, pos_gt_poses,
+                              pos_gt_poses.new_tensor([0., 0., 0., 0., 0., 1.]))
+        pose_targets = self.bbox_coder.encode(pos_priors, safe_gt, torch.cat(img_shapes))
+        return dict(labels=torch.cat(labels), label_weights=torch.cat(label_weights),
+                    pose_targets=pose_targets, pose_weights=pose_weights,
+                    pos_priors=pos_priors, pos_labels=torch.cat(pos_labels))
+
+    def loss_and_target(self, cls_score: Tensor, pose_pred: Tensor, sampling_results: List[
+            SamplingResult], batch_gt_instances: InstanceList, batch_img_metas: List[dict],
+            rcnn_train_cfg: ConfigDict) -> dict:
+        """Losses of a batch plus the targets they used.
+
+        Args:
+            cls_score: ``(num_sampled, num_classes + 1)`` for all sampled RoIs.
+            pose_pred: ``(num_pos, 6 * num_classes)`` for the positive RoIs only, in
+                the order of ``sampling_results`` (each image's positives first).
+        """
+        targets = self.get_targets(sampling_results, batch_gt_instances, batch_img_metas,
+                                   rcnn_train_cfg)
+        return dict(loss_bbox=self.loss(cls_score, pose_pred, **targets), bbox_targets=targets)
+
+    def loss(self, cls_score: Tensor, pose_pred: Tensor, labels: Tensor, label_weights: Tensor,
+             pose_targets: Tensor, pose_weights: Tensor, pos_priors: Tensor,
+             pos_labels: Tensor) -> dict:
+        """``loss_cls`` over all sampled RoIs; ``loss_dof``/``loss_points`` over positives."""
+        losses = dict()
+        avg_factor = max(float((label_weights > 0).sum()), 1.0)
+        losses['loss_cls'] = self.loss_cls(cls_score, labels, label_weights,
+                                           avg_factor=avg_factor)
+        losses['acc'] = accuracy(cls_score, labels)
+        num_valid = float(pose_weights.sum())
+        if pose_pred.shape[0] == 0 or num_valid == 0:
+            zero = pose_pred.sum() * 0
+            losses['loss_dof'], losses['loss_points'] = zero, zero
+            return losses
+        pred = pose_pred.view(pose_pred.shape[0], self.num_classes, -1)
+        pred = pred[torch.arange(pred.shape[0], device=pred.device), pos_labels]
+        losses['loss_dof'] = self.loss_dof(pred, pose_targets, pose_weights, avg_factor=num_valid)
+        losses['loss_points'] = self.loss_points(
+            self.bbox_coder.denormalize(pred), self.bbox_coder.denormalize(pose_targets),
+            pos_priors, self.bbox_coder.points5, pose_weights, avg_factor=num_valid)
+        return losses
+
+    # ------------------------------------------------------------------ testing
+    def predict_by_feat(self, rois: Sequence[Tensor], cls_scores: Sequence[Tensor],
+                        bbox_preds: Sequence[Tensor], batch_img_metas: List[dict],
+                        rcnn_test_cfg: Optional[ConfigDict] = None,
+                        rescale: bool = False) -> InstanceList:
+        """Per image: scores, pose decode, boxes from poses, NMS on those boxes."""
+        return [self._predict_by_feat_single(roi, cls, pose, meta, rescale, rcnn_test_cfg)
+                for roi, cls, pose, meta in zip(rois, cls_scores, bbox_preds, batch_img_metas)]
+
+    def _predict_by_feat_single(self, roi: Tensor, cls_score: Tensor, bbox_pred: Tensor,
+                                img_meta: dict, rescale: bool = False,
+                                rcnn_test_cfg: Optional[ConfigDict] = None) -> InstanceData:
+        """img2pose's post-processing for one image.
+
+        Proposals are clipped to the image; class scores above ``score_thr`` and
+        proposals larger than ``min_bbox_size`` survive; their poses are decoded and the
+        projected boxes become the detections; NMS runs on those boxes; ``max_per_img``
+        <= 0 keeps everything (the original has no cap). With ``rescale`` the boxes are
+        scaled to the original image and the poses re-expressed in its camera.
+        """
+        cfg = rcnn_test_cfg if rcnn_test_cfg is not None else ConfigDict()
+        score_thr = cfg.get('score_thr', 0.05)
+        min_size = cfg.get('min_bbox_size', 1e-2)
+        max_per_img = cfg.get('max_per_img', -1)
+        img_shape = img_meta['img_shape'][:2]
+
+        boxes = roi[:, 1:].clone()
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, img_shape[1])
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, img_shape[0])
+        scores = F.softmax(cls_score, dim=-1)[:, :-1]
+        poses = bbox_pred.view(bbox_pred.shape[0], self.num_classes, -1)
+
+        wh = boxes[:, 2:] - boxes[:, :2]
+        keep = (scores > score_thr) & (wh >= min_size).all(-1, keepdim=True)
+        roi_inds, labels = keep.nonzero(as_tuple=True)
+        scores = scores[roi_inds, labels]
+        global_poses, det_boxes = self.bbox_coder.decode(
+            boxes[roi_inds], poses[roi_inds, labels], img_shape)
+
+        if det_boxes.numel() > 0:
+            nms_cfg = dict(cfg.get('nms', dict(type='nms', iou_threshold=0.5)))
+            _, keep = batched_nms(det_boxes, scores, labels, nms_cfg)
+            if max_per_img > 0:
+                keep = keep[:max_per_img]
+            det_boxes, scores, labels, global_poses = (
+                det_boxes[keep], scores[keep], labels[keep], global_poses[keep])
+
+        if rescale and det_boxes.shape[0] > 0:
+            scale_factor = img_meta['scale_factor']          # (w_scale, h_scale)
+            det_boxes = scale_boxes(det_boxes, [1 / s for s in scale_factor])
+            pixel_map = scale_translate_map([1 / s for s in scale_factor], like=global_poses)
+            global_poses = warp_pose(global_poses, img_shape, img_meta['ori_shape'][:2],
+                                     pixel_map, self.bbox_coder.rotation_method)
+
+        results = InstanceData()
+        results.bboxes = det_boxes
+        results.scores = scores
+        results.labels = labels
+        results.poses = global_poses
+        return results

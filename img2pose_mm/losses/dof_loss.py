@@ -1,0 +1,83 @@
+"""img2pose's 6DoF losses: squared error on normalised poses, L1 on projected points."""
+from __future__ import annotations
+
+from typing import Optional
+
+from mmdet.models.losses.utils import weighted_loss
+from mmdet.registry import MODELS
+from torch import Tensor, nn
+
+from img2pose_mm.structures import local_intrinsics, project_points, transform_points
+
+
+@weighted_loss
+def dof_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """Squared error summed over the 6 pose numbers, one value per sample ``(N,)``."""
+    return (pred - target).pow(2).sum(-1)
+
+
+@weighted_loss
+def pose_points_loss(pred: Tensor, target: Tensor, bboxes: Tensor, points: Tensor) -> Tensor:
+    """Mean L1 distance ``(N,)`` of ``points`` projected in each box under two local poses.
+
+    The camera is the box seen as its own image:
+    ``[[w+h, 0, w//2], [0, w+h, h//2], [0, 0, 1]]``.
+    """
+    K = local_intrinsics(bboxes.to(pred))
+    points = points.to(pred)
+    pred_2d = project_points(transform_points(points, pred), K)
+    target_2d = project_points(transform_points(points, target), K)
+    return (pred_2d - target_2d).abs().flatten(1).mean(-1)
+
+
+@MODELS.register_module()
+class DoFLoss(nn.Module):
+    """``sum((pred - target)^2) / num_positives`` on normalised box-local poses.
+
+    Args:
+        reduction: ``'none'``, ``'mean'`` or ``'sum'``.
+        loss_weight: multiplier of the loss.
+    """
+
+    def __init__(self, reduction: str = 'mean', loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.loss_weight = loss_weight
+
+    def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None) -> Tensor:
+        """Args: pred, target ``(N, 6)``; weight ``(N,)`` (0 drops a sample)."""
+        reduction = reduction_override or self.reduction
+        return self.loss_weight * dof_loss(pred, target, weight, reduction=reduction,
+                                           avg_factor=avg_factor)
+
+
+@MODELS.register_module()
+class PosePointsLoss(nn.Module):
+    """L1 between reference points projected in the proposal under predicted and GT poses.
+
+    Both poses are box-local and *un-normalised* (``pred * std + mean``); the mean is
+    over positives x points x 2 coordinates.
+
+    Args:
+        reduction: ``'none'``, ``'mean'`` or ``'sum'``.
+        loss_weight: multiplier of the loss.
+    """
+
+    def __init__(self, reduction: str = 'mean', loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.loss_weight = loss_weight
+
+    def forward(self, pred: Tensor, target: Tensor, bboxes: Tensor, points: Tensor,
+                weight: Optional[Tensor] = None, avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None) -> Tensor:
+        """Args: pred, target ``(N, 6)`` local poses; bboxes ``(N, 4)``; points ``(M, 3)``."""
+        reduction = reduction_override or self.reduction
+        return self.loss_weight * pose_points_loss(
+            pred, target, weight, reduction=reduction, avg_factor=avg_factor,
+            bboxes=bboxes, points=points)
+
+
+__all__ = ['DoFLoss', 'PosePointsLoss', 'dof_loss', 'pose_points_loss']

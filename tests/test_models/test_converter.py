@@ -1,0 +1,159 @@
+"""The original-weights converter against torchvision's own modules."""
+import importlib.util
+from collections import OrderedDict
+
+import pytest
+import torch
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+
+from .utils import MODEL_CFG, REPO, build_model
+
+spec = importlib.util.spec_from_file_location(
+    'img2pose_to_mmdet', REPO / 'tools' / 'model_converters' / 'img2pose_to_mmdet.py')
+converter = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(converter)
+
+
+def torchvision_img2pose(seed=0):
+    """The original's modules (SPEC §2) built from torchvision, randomly initialised."""
+    torch.manual_seed(seed)
+    backbone = resnet_fpn_backbone(backbone_name='resnet18', weights=None, trainable_layers=3)
+    for module in backbone.modules():   # give the frozen BatchNorms non-trivial statistics
+        if type(module).__name__ == 'FrozenBatchNorm2d':
+            module.weight.uniform_(0.5, 1.5)
+            module.bias.uniform_(-0.1, 0.1)
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    anchors = AnchorGenerator(sizes=((16,), (32,), (64,), (128,), (256,)),
+                              aspect_ratios=((0.5, 1.0, 2.0),) * 5)
+    head = RPNHead(256, anchors.num_anchors_per_location()[0])
+    for p in head.parameters():
+        torch.nn.init.normal_(p, std=0.01)
+    rpn = RegionProposalNetwork(
+        anchors, head, fg_iou_thresh=0.5, bg_iou_thresh=0.3, batch_size_per_image=256,
+        positive_fraction=0.5, pre_nms_top_n=dict(training=6000, testing=6000),
+        post_nms_top_n=dict(training=2000, testing=1000), nms_thresh=0.4)
+    return backbone.eval(), rpn.eval()
+
+
+def original_state_dict(backbone, rpn, module_prefix=False, old_torchvision_names=False):
+    """The layout of ``img2pose_v1.pth['fpn_model']`` with random RoI-head weights."""
+    state = OrderedDict()
+    for k, v in backbone.state_dict().items():
+        if old_torchvision_names:    # torchvision < 0.13 had plain convs in the FPN
+            k = k.replace('.0.weight', '.weight').replace('.0.bias', '.bias') \
+                if ('inner_blocks' in k or 'layer_blocks' in k) else k
+        state['backbone.' + k] = v
+    for k, v in rpn.state_dict().items():
+        if old_torchvision_names:
+            k = k.replace('conv.0.0.', 'conv.')
+        state['rpn.' + k] = v
+    g = torch.Generator().manual_seed(1)
+    shapes = {
+        'roi_heads.box_head.fc6.weight': (1024, 256 * 7 * 7), 'roi_heads.box_head.fc6.bias': (1024,),
+        'roi_heads.box_head.fc7.weight': (1024, 1024), 'roi_heads.box_head.fc7.bias': (1024,),
+        'roi_heads.box_predictor.dof_pred.0.weight': (256, 1024),
+        'roi_heads.box_predictor.dof_pred.0.bias': (256,),
+        'roi_heads.box_predictor.dof_pred.1.weight': (256,),
+        'roi_heads.box_predictor.dof_pred.1.bias': (256,),
+        'roi_heads.box_predictor.dof_pred.1.running_mean': (256,),
+        'roi_heads.box_predictor.dof_pred.1.running_var': (256,),
+        'roi_heads.box_predictor.dof_pred.3.weight': (12, 256),
+        'roi_heads.box_predictor.dof_pred.3.bias': (12,),
+        'roi_heads.class_head.fc6.weight': (1024, 256 * 7 * 7),
+        'roi_heads.class_head.fc6.bias': (1024,),
+        'roi_heads.class_head.fc7.weight': (1024, 1024), 'roi_heads.class_head.fc7.bias': (1024,),
+        'roi_heads.class_predictor.cls_score.weight': (2, 1024),
+        'roi_heads.class_predictor.cls_score.bias': (2,),
+    }
+    for k, shape in shapes.items():
+        state[k] = torch.rand(shape, generator=g) + (0.5 if 'running_var' in k else 0)
+    state['roi_heads.box_predictor.dof_pred.1.num_batches_tracked'] = torch.tensor(7)
+    if module_prefix:
+        state = OrderedDict(('module.' + k, v) for k, v in state.items())
+    return {'fpn_model': state}
+
+
+@pytest.fixture(scope='module')
+def converted(tmp_path_factory):
+    backbone, rpn = torchvision_img2pose()
+    ckpt = original_state_dict(backbone, rpn, module_prefix=True)
+    src = tmp_path_factory.mktemp('ckpt') / 'img2pose_v1.pth'
+    torch.save(ckpt, src)
+    dst = src.with_name('converted.pth')
+    notes = converter.convert(str(src), str(dst), config=str(MODEL_CFG))
+    model = build_model()
+    result = model.load_state_dict(torch.load(dst, weights_only=True)['state_dict'], strict=True)
+    return backbone, rpn, ckpt, model.eval(), notes, result
+
+
+def test_every_key_used_and_loads_strictly(converted):
+    _, _, ckpt, model, notes, result = converted
+    assert not result.missing_keys and not result.unexpected_keys
+    state, _ = converter.convert_state_dict(converter.extract_state_dict(ckpt))
+    assert len([k for k in state if not k.endswith('num_batches_tracked')]) == \
+        len([k for k in ckpt['fpn_model'] if not k.endswith('num_batches_tracked')])
+    assert any('[background, face]' in n or 'face' in n for n in notes)
+    # class rows reordered, pose rows of the face class kept
+    orig = ckpt['fpn_model']
+    head = model.roi_head.bbox_head
+    torch.testing.assert_close(head.fc_cls.weight[0],
+                               orig['module.roi_heads.class_predictor.cls_score.weight'][1])
+    torch.testing.assert_close(head.fc_reg[3].weight,
+                               orig['module.roi_heads.box_predictor.dof_pred.3.weight'][6:])
+
+
+def test_old_torchvision_key_names_convert():
+    backbone, rpn = torchvision_img2pose()
+    ckpt = original_state_dict(backbone, rpn, old_torchvision_names=True)
+    state, _ = converter.convert_state_dict(converter.extract_state_dict(ckpt))
+    assert 'neck.lateral_convs.0.conv.weight' in state and 'rpn_head.rpn_conv.weight' in state
+
+
+def test_unknown_key_is_an_error():
+    with pytest.raises(KeyError, match='no mapping'):
+        converter.convert_state_dict({'roi_heads.mystery.weight': torch.zeros(1)})
+    with pytest.raises(ValueError, match='not an img2pose checkpoint'):
+        converter.extract_state_dict({'model': 3})
+
+
+def test_features_and_proposals_match_torchvision(converted):
+    backbone, rpn, _, model, _, _ = converted
+    torch.manual_seed(3)
+    h, w = 256, 320          # a multiple of 64: no resize/pad difference between the two
+    image = torch.rand(1, 3, h, w)
+    with torch.no_grad():
+        ref = list(backbone(image).values())
+        ours = model.neck(model.backbone(image))
+        assert len(ref) == len(ours) == 5
+        for r, o in zip(ref, ours):
+            scale = r.abs().max()
+            torch.testing.assert_close(o / scale, r / scale, atol=1e-5, rtol=0)
+        ref_boxes, _ = rpn(ImageList(image, [(h, w)]), OrderedDict(zip('01234', ref)))
+        from mmdet.structures import DetDataSample
+        sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
+                                             scale_factor=(1., 1.)))
+        ours_rpn = model.rpn_head.predict(ours, [sample], rescale=False)[0]
+    ref_boxes = ref_boxes[0]
+    assert len(ref_boxes) == len(ours_rpn.bboxes) > 100
+    # same boxes (order can differ only between equal scores)
+    torch.testing.assert_close(ours_rpn.bboxes[:50], ref_boxes[:50], atol=1e-3, rtol=0)
+    nearest = (ours_rpn.bboxes[:, None] - ref_boxes[None]).abs().amax(-1).min(1).values
+    assert (nearest < 1e-3).all()
+
+
+@pytest.mark.parametrize('h,w', [(256, 320), (800, 1216), (672, 992)])
+def test_anchors_equal_torchvision(h, w):
+    """Rounded base anchors, no centre offset, and torchvision's strides (P6 of 800 px: 61)."""
+    tv = AnchorGenerator(sizes=((16,), (32,), (64,), (128,), (256,)),
+                         aspect_ratios=((0.5, 1.0, 2.0),) * 5)
+    feats = [torch.zeros(1, 1, -(-h // s), -(-w // s)) for s in (4, 8, 16, 32)]
+    feats.append(torch.zeros(1, 1, -(-feats[-1].shape[2] // 2), -(-feats[-1].shape[3] // 2)))
+    ref = tv(ImageList(torch.zeros(1, 3, h, w), [(h, w)]), feats)[0]
+    model = build_model()
+    ours = model.rpn_head.prior_generator.grid_priors([f.shape[-2:] for f in feats],
+                                                       device='cpu')
+    torch.testing.assert_close(torch.cat(ours), ref, atol=0, rtol=0)

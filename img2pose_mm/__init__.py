@@ -5,9 +5,18 @@ load the package with::
 
     custom_imports = dict(imports=['img2pose_mm'], allow_failed_imports=False)
 """
-# structures (pure geometry) first; the others register into mmdet's registries
-from . import (datasets, engine, evaluation, heads, losses, structures,  # noqa: F401
-               task_modules, test_time_augs, visualization)
+# importing the sub-packages registers their components into mmdet's registries
+from . import (  # noqa: F401
+               datasets,
+               engine,
+               evaluation,
+               heads,
+               losses,
+               structures,
+               task_modules,
+               test_time_augs,
+               visualization,
+)
 from .utils import register_checkpoint_safe_globals
 from .version import __version__
 

@@ -18,7 +18,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import img2pose_mm  # noqa: F401  (registers components)
-from img2pose_mm.utils import setup_cpu_distributed
+from img2pose_mm.utils import setup_cpu_distributed, teardown_distributed
 
 
 def parse_args():
@@ -85,6 +85,7 @@ def main():
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', UserWarning)
         runner.test()
+    teardown_distributed()
 
 
 if __name__ == '__main__':

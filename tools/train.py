@@ -10,7 +10,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import img2pose_mm  # noqa: F401  (registers components, makes --resume loadable)
-from img2pose_mm.utils import setup_cpu_distributed
+from img2pose_mm.utils import setup_cpu_distributed, teardown_distributed
 
 
 def parse_args():
@@ -73,6 +73,7 @@ def main():
 
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
+    teardown_distributed()
 
 
 if __name__ == '__main__':

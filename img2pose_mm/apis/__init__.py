@@ -1,1 +1,30 @@
-"""Registered in mmdet registries on import."""
+"""High-level API: :class:`Img2Pose` (detection + 6DoF pose + alignment) and the
+face-alignment functions (templates, Umeyama, warping)."""
+from .alignment import (
+    FRONTAL_TEMPLATE,
+    TEMPLATE_NAMES,
+    TEMPLATE_SIZE,
+    TEMPLATE_YAWS,
+    Alignment,
+    align_faces,
+    alignment_templates,
+    derive_templates,
+    estimate_alignment,
+    keypoints_from_faces,
+    keypoints_to_dict,
+    pose_keypoints,
+    require_cv2,
+    umeyama,
+    warp_faces,
+)
+from .image_io import load_image, to_rgb_uint8
+from .inference import Img2Pose, build_inference_pipeline, default_config_path, resolve_device
+from .visualize import draw_faces
+
+__all__ = [
+    'Img2Pose', 'build_inference_pipeline', 'default_config_path', 'resolve_device',
+    'FRONTAL_TEMPLATE', 'TEMPLATE_NAMES', 'TEMPLATE_SIZE', 'TEMPLATE_YAWS', 'Alignment',
+    'align_faces', 'alignment_templates', 'derive_templates', 'estimate_alignment',
+    'keypoints_from_faces', 'keypoints_to_dict', 'pose_keypoints', 'require_cv2', 'umeyama',
+    'warp_faces', 'load_image', 'to_rgb_uint8', 'draw_faces',
+]

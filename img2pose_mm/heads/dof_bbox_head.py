@@ -94,6 +94,15 @@ class DoFBBoxHead(ConvFCBBoxHead):
         del self.loss_bbox
         self.loss_dof = MODELS.build(loss_dof)
         self.loss_points = MODELS.build(loss_points)
+        self.register_buffer('pose_mean', self.bbox_coder.pose_mean.clone())
+        self.register_buffer('pose_stddev', self.bbox_coder.pose_stddev.clone())
+        self.register_load_state_dict_post_hook(self._sync_pose_stats)
+
+    @staticmethod
+    def _sync_pose_stats(module: 'DoFBBoxHead', incompatible_keys) -> None:
+        """After loading weights, the coder uses the statistics they were trained with."""
+        module.bbox_coder.pose_mean = module.pose_mean.detach().cpu().clone()
+        module.bbox_coder.pose_stddev = module.pose_stddev.detach().cpu().clone()
 
     @property
     def pose_coder(self):
@@ -188,6 +197,32 @@ class DoFBBoxHead(ConvFCBBoxHead):
             self.bbox_coder.denormalize(pred), self.bbox_coder.denormalize(pose_targets),
             pos_priors, self.bbox_coder.points5, pose_weights, avg_factor=num_valid)
         return losses
+
+    # ------------------------------------------------------------------ cascades
+    def regress_by_class(self, priors: Tensor, label: Tensor, bbox_pred: Tensor,
+                         img_meta: dict) -> Tensor:
+        """Boxes projected from the poses of class ``label`` (the next cascade stage's RoIs)."""
+        poses = bbox_pred.view(bbox_pred.shape[0], self.num_classes, -1)
+        poses = poses[torch.arange(poses.shape[0], device=poses.device), label]
+        return self.bbox_coder.decode(priors, poses, img_meta['img_shape'][:2])[1]
+
+    def refine_bboxes(self, sampling_results: List[SamplingResult], bbox_results: dict,
+                      batch_img_metas: List[dict]) -> InstanceList:
+        """Training-time RoIs of the next cascade stage.
+
+        Positive RoIs move to the boxes projected from their (detached) predicted
+        poses; negatives, which have no pose, keep their boxes; GT boxes added as
+        proposals are dropped, as in mmdet's cascade.
+        """
+        pose_pred = bbox_results['pose_pred'].detach()
+        pose_preds = pose_pred.split([len(res.pos_priors) for res in sampling_results])
+        results_list = []
+        for res, pred, meta in zip(sampling_results, pose_preds, batch_img_metas):
+            pos_boxes = self.regress_by_class(res.pos_priors, res.pos_gt_labels.long(), pred, meta)
+            keep = ~res.pos_is_gt.bool()
+            bboxes = torch.cat([pos_boxes[keep].to(res.neg_priors), res.neg_priors])
+            results_list.append(InstanceData(bboxes=bboxes))
+        return results_list
 
     # ------------------------------------------------------------------ testing
     def predict_by_feat(self, rois: Sequence[Tensor], cls_scores: Sequence[Tensor],

@@ -2,6 +2,7 @@
 import importlib.util
 from collections import OrderedDict
 
+import numpy as np
 import pytest
 import torch
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -84,7 +85,11 @@ def converted(tmp_path_factory):
     src = tmp_path_factory.mktemp('ckpt') / 'img2pose_v1.pth'
     torch.save(ckpt, src)
     dst = src.with_name('converted.pth')
-    notes = converter.convert(str(src), str(dst), config=str(MODEL_CFG))
+    mean, std = src.with_name('mean.npy'), src.with_name('std.npy')
+    np.save(mean, np.array([0.1, -0.2, 0.05, 0.0, 0.1, 5.0]))
+    np.save(std, np.array([0.3, 0.4, 0.2, 0.2, 0.2, 1.5]))
+    notes = converter.convert(str(src), str(dst), config=str(MODEL_CFG), pose_mean=str(mean),
+                              pose_stddev=str(std))
     model = build_model()
     result = model.load_state_dict(torch.load(dst, weights_only=True)['state_dict'], strict=True)
     return backbone, rpn, ckpt, model.eval(), notes, result
@@ -93,6 +98,10 @@ def converted(tmp_path_factory):
 def test_every_key_used_and_loads_strictly(converted):
     _, _, ckpt, model, notes, result = converted
     assert not result.missing_keys and not result.unexpected_keys
+    # the pose statistics travel in the checkpoint and reach the coder
+    coder = model.roi_head.bbox_head.bbox_coder
+    torch.testing.assert_close(coder.pose_mean, torch.tensor([0.1, -0.2, 0.05, 0.0, 0.1, 5.0]))
+    torch.testing.assert_close(coder.pose_stddev, torch.tensor([0.3, 0.4, 0.2, 0.2, 0.2, 1.5]))
     state, _ = converter.convert_state_dict(converter.extract_state_dict(ckpt))
     assert len([k for k in state if not k.endswith('num_batches_tracked')]) == \
         len([k for k in ckpt['fpn_model'] if not k.endswith('num_batches_tracked')])

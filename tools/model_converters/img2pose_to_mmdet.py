@@ -34,7 +34,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / 'configs' / 'img2pose_r18.py'
+DEFAULT_CONFIG = (Path(__file__).resolve().parents[2] / 'configs' / '_base_' / 'models'
+                  / 'img2pose_r18_fpn.py')
 
 
 def _reorder_classes(value: torch.Tensor) -> torch.Tensor:
@@ -93,7 +94,8 @@ def extract_state_dict(checkpoint) -> Dict[str, torch.Tensor]:
 
 
 def convert_state_dict(state: Dict[str, torch.Tensor],
-                       reference: Optional[Dict[str, torch.Tensor]] = None
+                       reference: Optional[Dict[str, torch.Tensor]] = None,
+                       extra_state: Optional[Dict[str, torch.Tensor]] = None
                        ) -> Tuple[Dict[str, torch.Tensor], List[str]]:
     """Map an original img2pose state dict to img2pose_mm names.
 
@@ -101,6 +103,8 @@ def convert_state_dict(state: Dict[str, torch.Tensor],
         state: the original state dict (``module.`` already stripped).
         reference: the target model's state dict, to check shapes and report what
             the original does not provide.
+        extra_state: entries to add under their img2pose_mm names (the pose
+            statistics, kept as buffers by the head).
 
     Returns:
         The converted state dict and a list of notes (what was reordered/reduced).
@@ -128,6 +132,7 @@ def convert_state_dict(state: Dict[str, torch.Tensor],
         if key.endswith('.running_var'):
             counter = key[:-len('running_var')] + 'num_batches_tracked'
             converted.setdefault(counter, torch.tensor(0, dtype=torch.long))
+    converted.update(extra_state or {})
     if reference is not None:
         bad = [f'{k}: {tuple(v.shape)} vs model {tuple(reference[k].shape)}'
                for k, v in converted.items() if k in reference and v.shape != reference[k].shape]
@@ -159,9 +164,9 @@ def convert(src: str, dst: str, config: Optional[str] = str(DEFAULT_CONFIG),
     """Convert ``src`` to ``dst`` (written atomically); returns the conversion notes."""
     checkpoint = torch.load(src, map_location='cpu', weights_only=True)
     reference = build_reference_state_dict(config) if config else None
-    state, notes = convert_state_dict(extract_state_dict(checkpoint), reference)
     meta = dict(converted_from=os.path.abspath(src), source='img2pose (torchvision layout)',
                 rotation_method='markley')
+    stats = {}
     for name, path in (('pose_mean', pose_mean), ('pose_stddev', pose_stddev)):
         if path is not None:
             values = np.load(path).astype(np.float64).reshape(-1)
@@ -169,6 +174,9 @@ def convert(src: str, dst: str, config: Optional[str] = str(DEFAULT_CONFIG),
                 raise ValueError(f'{path}: {name} must hold 6 numbers, got {values.shape}')
             meta[f'{name}_path'] = os.path.abspath(path)
             meta[name] = values.tolist()
+            # the head keeps the statistics as buffers: the checkpoint is self-contained
+            stats[f'roi_head.bbox_head.{name}'] = torch.tensor(values, dtype=torch.float32)
+    state, notes = convert_state_dict(extract_state_dict(checkpoint), reference, stats)
     out_dir = os.path.dirname(os.path.abspath(dst))
     os.makedirs(out_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_dir, suffix='.part')

@@ -1,7 +1,5 @@
 # img2pose (CVPR 2021): ResNet-18 + FPN (P2-P6), RPN, and a RoI head with a class branch
 # and a 6DoF pose branch. Boxes are projected from the predicted poses. Numbers: SPEC §2.
-custom_imports = dict(imports=['img2pose_mm'], allow_failed_imports=False)
-
 # pose statistics of box-local GT poses over the training set (paths to .npy files or
 # 6 numbers); the dataset converter writes them next to the LMDB.
 pose_mean = None

@@ -1,0 +1,136 @@
+"""mmdet-style tools on CPU: distributed train/test with gloo, and --resume."""
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import img2pose_mm  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / 'tools' / 'dataset_converters'))
+import make_synthetic_faces as msf  # noqa: E402
+
+TINY_CONFIG = """
+_base_ = '{repo}/configs/img2pose_r18_demo.py'
+data_root = '{data}/'
+model = dict(
+    roi_head=dict(bbox_head=dict(bbox_coder=dict(
+        pose_mean=data_root + 'train_pose_mean.npy',
+        pose_stddev=data_root + 'train_pose_stddev.npy'))),
+    train_cfg=dict(rpn_proposal=dict(max_per_img=200), rcnn=dict(sampler=dict(num=32))),
+    test_cfg=dict(rpn=dict(max_per_img=100)))
+train_pipeline = [
+    dict(type='LoadFacePoseImage'),
+    dict(type='LoadFacePoseAnnotations'),
+    dict(type='PoseRandomFlip', prob=0.5),
+    dict(type='PoseResize', scale=(160, 128), keep_ratio=True),
+    dict(type='PoseToBBox'),
+    dict(type='PackFacePoseInputs'),
+]
+test_pipeline = [
+    dict(type='LoadFacePoseImage'),
+    dict(type='PoseResize', scale=(160, 128), keep_ratio=True),
+    dict(type='LoadFacePoseAnnotations'),
+    dict(type='PackFacePoseInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'instances')),
+]
+train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+max_epochs = 1
+train_cfg = dict(max_epochs=max_epochs, val_interval=1)
+param_scheduler = []
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1),
+                     visualization=dict(draw=False))
+"""
+
+
+@pytest.fixture(scope='module')
+def tiny_config(tmp_path_factory):
+    root = tmp_path_factory.mktemp('tiny')
+    data = root / 'data'
+    params = msf.SynthParams(seed=1, min_size=128, max_size=160, min_face=28, max_faces=3)
+    with msf.torch_threads(1):
+        msf.make_dataset(data, 4, 2, params, lmdb=True, progress=False)
+    cfg = root / 'tiny.py'
+    cfg.write_text(TINY_CONFIG.format(repo=REPO, data=data))
+    return cfg
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def run_tool(args, timeout=400):
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1')
+    proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    return output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the CPU (gloo) fallback')
+def test_dist_train_and_dist_test_on_cpu(tiny_config, tmp_path):
+    work = tmp_path / 'work'
+    out = run_tool(['bash', 'tools/dist_train.sh', str(tiny_config), '2', '--work-dir', str(work)])
+    assert 'Epoch(train)' in out
+    ckpt = work / 'epoch_1.pth'
+    assert ckpt.exists()
+    out = run_tool(['bash', 'tools/dist_test.sh', str(tiny_config), str(ckpt), '2',
+                    '--work-dir', str(tmp_path / 'test'), '--out', str(tmp_path / 'preds.pkl')])
+    assert 'pose/mae' in out and 'face/all' in out
+    import pickle
+    with open(tmp_path / 'preds.pkl', 'rb') as f:
+        preds = pickle.load(f)
+    assert len(preds) == 2 and 'poses' in preds[0]['pred_instances']
+
+
+def test_resume_continues_iterations_and_optimizer(tiny_config, tmp_path):
+    from mmengine.config import Config
+    from mmengine.hooks import Hook
+    from mmengine.registry import HOOKS
+    from mmengine.runner import Runner
+
+    work = tmp_path / 'work'
+    run_tool([sys.executable, 'tools/train.py', str(tiny_config), '--work-dir', str(work),
+              '--cfg-options', 'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None'])
+    ckpt = torch.load(work / 'epoch_1.pth', map_location='cpu', weights_only=True)
+    assert ckpt['meta']['iter'] == 2          # 4 images, batch 2
+
+    @HOOKS.register_module(name='ResumeSpyHook', force=True)
+    class Spy(Hook):
+        seen = {}
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            if 'iter' not in self.seen:
+                self.seen['iter'] = runner.iter
+                opt = runner.optim_wrapper.optimizer
+                self.seen['momentum'] = [opt.state[p]['momentum_buffer'].clone()
+                                         for g in opt.param_groups for p in g['params']
+                                         if p in opt.state]
+
+    cfg = Config.fromfile(str(tiny_config))
+    cfg.work_dir = str(work)
+    cfg.train_cfg.max_epochs = 2
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.resume = True
+    cfg.load_from = None       # = tools/train.py --resume: the latest checkpoint
+    cfg.custom_hooks = [dict(type='ResumeSpyHook')]
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert Spy.seen['iter'] == 2
+    saved = [s['momentum_buffer'] for s in ckpt['optimizer']['state'].values()]
+    assert len(saved) == len(Spy.seen['momentum']) > 0
+    for a, b in zip(saved, Spy.seen['momentum']):
+        torch.testing.assert_close(a, b)
+    assert runner.iter == 4
+    assert (work / 'last_checkpoint').read_text().strip().endswith('epoch_2.pth')

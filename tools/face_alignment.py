@@ -1,0 +1,206 @@
+#!/usr/bin/env python
+"""Detect and align the faces of a set of images with img2pose.
+
+Inputs: one image, a folder (searched recursively) or a list file (``.txt``/``.lst``/
+``.list``: one image path per line, relative paths from the list file's folder, ``#``
+comments). Outputs mirror the input folders under ``out_dir``: the faces of
+``<root>/a/b/img.jpg`` are written to ``<out_dir>/a/b/img_<k>.<ext>`` (``k`` = rank in
+``--order``), or to ``<out_dir>/a/b/img.<ext>`` with ``--max-faces 1``. Writes are
+atomic (temporary file + rename). Unreadable images are reported and skipped; a
+summary ends the run.
+
+Face order: ``confidence`` (most confident first) or ``position`` (box centre
+nearest the image centre first, which with ``--max-faces 1`` keeps the central face).
+
+Example::
+
+    python tools/face_alignment.py data/lfw aligned/ --checkpoint img2pose_r18.pth \\
+        --det-threshold 0.7 --max-faces 1 --face-size 224
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm',
+                    '.pbm', '.gif')
+LIST_EXTENSIONS = ('.txt', '.lst', '.list')
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('images', help='an image, a folder of images or a list file')
+    parser.add_argument('out_dir', help='output folder (mirrors the input folders)')
+    parser.add_argument('--config', default=None,
+                        help='model config (default: the packaged configs/img2pose_r18.py)')
+    parser.add_argument('--checkpoint', default=None, help='model weights (.pth)')
+    parser.add_argument('--device', default='auto', help="'cpu', 'cuda', 'cuda:0' or 'auto'")
+    parser.add_argument('--det-threshold', type=float, default=0.7,
+                        help='minimum face confidence')
+    parser.add_argument('--max-faces', type=int, default=1,
+                        help='faces kept per image (<= 0: all)')
+    parser.add_argument('--order', choices=('position', 'confidence'), default='position',
+                        help='which faces come first (and survive --max-faces)')
+    parser.add_argument('--face-size', type=int, default=224, help='side of the aligned crops')
+    parser.add_argument('--template', default='auto',
+                        help="'auto' (best of the 5 multi-pose templates) or one template name")
+    parser.add_argument('--min-size', type=int, default=400, help='test resize: short side')
+    parser.add_argument('--max-size', type=int, default=1400, help='test resize: long side cap')
+    parser.add_argument('--ext', default=None,
+                        help='output image extension (default: the input\'s, png if unknown)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    args = parser.parse_args(argv)
+    if args.face_size < 1:
+        parser.error(f'--face-size must be positive, got {args.face_size}')
+    return args
+
+
+def collect_inputs(source: str) -> Tuple[List[Path], Path]:
+    """Image paths and the root their output paths are relative to.
+
+    Raises:
+        FileNotFoundError: ``source`` does not exist.
+        ValueError: ``source`` holds no image.
+    """
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob('*') if p.is_file()
+                       and p.suffix.lower() in IMAGE_EXTENSIONS
+                       and not any(part.startswith('.') for part in p.relative_to(path).parts))
+        if not files:
+            raise ValueError(f'no images ({", ".join(IMAGE_EXTENSIONS)}) under {path}')
+        return files, path
+    if not path.is_file():
+        raise FileNotFoundError(f'no such file or folder: {path}')
+    if path.suffix.lower() in LIST_EXTENSIONS:
+        files = []
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if not line or line.startswith('#'):
+                continue
+            entry = Path(line)
+            files.append(entry if entry.is_absolute() else path.parent / entry)
+        if not files:
+            raise ValueError(f'{path} lists no image')
+        root = Path(os.path.commonpath([str(f.parent.resolve()) for f in files]))
+        return files, root
+    return [path], path.parent
+
+
+def order_faces(faces: List[dict], img_shape: Tuple[int, int], order: str,
+                max_faces: int) -> List[dict]:
+    """Sort faces by ``order`` and keep ``max_faces`` (<= 0: all)."""
+    if order == 'position' and faces:
+        h, w = img_shape
+        boxes = np.array([f['box'] for f in faces], dtype=np.float64)
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        dist = np.hypot(centres[:, 0] - w / 2, centres[:, 1] - h / 2)
+        faces = [faces[i] for i in np.argsort(dist, kind='stable')]
+    elif order == 'confidence':
+        faces = sorted(faces, key=lambda f: -f['confidence'])
+    elif order != 'position':
+        raise ValueError(f"order must be 'position' or 'confidence', got {order!r}")
+    return faces[:max_faces] if max_faces > 0 else faces
+
+
+def output_paths(image: Path, root: Path, out_dir: Path, num: int, single: bool,
+                 ext: Optional[str]) -> List[Path]:
+    """Where the ``num`` crops of ``image`` go."""
+    try:
+        rel = image.resolve().relative_to(root.resolve())
+    except ValueError:      # outside the root: keep just the name
+        rel = Path(image.name)
+    suffix = ext if ext else image.suffix.lower()
+    if suffix and not suffix.startswith('.'):
+        suffix = '.' + suffix
+    if suffix not in ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp'):
+        suffix = '.png'
+    folder = out_dir / rel.parent
+    if single:
+        return [folder / f'{rel.stem}{suffix}'][:num]
+    return [folder / f'{rel.stem}_{k}{suffix}' for k in range(num)]
+
+
+def write_image_atomic(path: Path, image_rgb: np.ndarray) -> None:
+    """Encode (by extension) and write through a temporary file + ``os.replace``."""
+    from img2pose_mm.apis import require_cv2
+    cv2 = require_cv2()
+    ok, buf = cv2.imencode(path.suffix, np.ascontiguousarray(image_rgb[..., ::-1]))
+    if not ok:
+        raise ValueError(f'cannot encode an image as {path.suffix}')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+    try:
+        with open(tmp, 'wb') as f:
+            f.write(buf.tobytes())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def run(args: argparse.Namespace) -> Dict[str, object]:
+    """Align every input; returns the summary (also printed)."""
+    from img2pose_mm.apis import Img2Pose, load_image, require_cv2
+    require_cv2()
+    files, root = collect_inputs(args.images)
+    out_dir = Path(args.out_dir)
+    detector = Img2Pose(config=args.config, checkpoint=args.checkpoint, device=args.device,
+                        score_threshold=args.det_threshold, max_faces=-1,
+                        min_size=args.min_size, max_size=args.max_size,
+                        cfg_options=args.cfg_options)
+    summary: Dict[str, object] = dict(images=len(files), processed=0, faces=0, no_face=0,
+                                      failures=0, failed=[])
+    bar = None
+    if not args.no_progress:
+        from mmengine.utils import ProgressBar
+        bar = ProgressBar(len(files))
+    for path in files:
+        try:
+            image = load_image(path)
+            faces = order_faces(detector.detect_faces(image), image.shape[:2], args.order,
+                                args.max_faces)
+            crops = detector.align_faces(image, faces, args.face_size, return_array=True,
+                                         template=args.template)
+            targets = output_paths(path, root, out_dir, len(crops), args.max_faces == 1,
+                                   args.ext)
+            for crop, target in zip(crops, targets):
+                write_image_atomic(target, crop)
+            summary['processed'] += 1
+            summary['faces'] += len(crops)
+            summary['no_face'] += int(len(crops) == 0)
+        except (OSError, ValueError) as err:
+            summary['failures'] += 1
+            summary['failed'].append((str(path), str(err)))
+            print(f'\nskipped {path}: {err}', file=sys.stderr, flush=True)
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        print(flush=True)
+    print(f"images: {summary['images']}  processed: {summary['processed']}  "
+          f"faces written: {summary['faces']}  images without a face: {summary['no_face']}  "
+          f"failures: {summary['failures']}  -> {out_dir}", flush=True)
+    return summary
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        summary = run(args)
+    except (FileNotFoundError, ValueError, ImportError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    # every image failing is an error; some failing is reported in the summary
+    return 1 if summary['failures'] and not summary['processed'] else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -26,7 +26,7 @@ dof_head = dict(
 
 rcnn_stage = dict(
     assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.5, neg_iou_thr=0.5, min_pos_iou=0.5,
-                  match_low_quality=False, ignore_iof_thr=-1),
+                  match_low_quality=False, ignore_iof_thr=0.5),
     sampler=dict(type='RandomSampler', num=512, pos_fraction=0.25, neg_pos_ub=-1,
                  add_gt_as_proposals=True),
     pos_weight=-1,

@@ -8,6 +8,7 @@ load the package with::
 # importing the sub-packages registers their components into mmdet's registries
 from . import (  # noqa: F401
                datasets,
+               dense_heads,
                engine,
                evaluation,
                heads,

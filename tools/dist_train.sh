@@ -1,25 +1,6 @@
 #!/usr/bin/env bash
-# Distributed training with torchrun: tools/dist_train.sh CONFIG GPUS [train.py args]
-# Without CUDA the processes train on CPU with the gloo backend.
-set -e
+# Distributed training: tools/dist_train.sh CONFIG GPUS [train.py args]
+# (NNODES, NODE_RANK, MASTER_ADDR, PORT as in mmdet; CPU-only machines use gloo.)
 CONFIG=$1
 GPUS=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-if [ -z "${PYTHON:-}" ]; then
-  if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python; fi
-fi
-
-PYTHONPATH="$ROOT":$PYTHONPATH \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
-    "$ROOT/tools/train.py" \
-    "$CONFIG" \
-    --launcher pytorch "${@:3}"
+exec "$(dirname "$0")/dist_launch.sh" "$(dirname "$0")/train.py" "$GPUS" "$CONFIG" "${@:3}"

@@ -4,8 +4,6 @@
 ``--out results.pkl`` dumps the predictions, poses included (``pred_instances.poses``).
 """
 import argparse
-import os
-import os.path as osp
 import warnings
 from copy import deepcopy
 
@@ -14,50 +12,32 @@ from mmdet.evaluation import DumpDetResults
 from mmdet.registry import RUNNERS
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmengine import ConfigDict
-from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import img2pose_mm  # noqa: F401  (registers components)
 from img2pose_mm.utils import setup_cpu_distributed, teardown_distributed
+from img2pose_mm.utils.tools import add_common_args, load_tool_config, parse_tool_args
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Test (and evaluate) an img2pose_mm model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='the directory to save evaluation metrics')
     parser.add_argument('--out', type=str,
                         help='dump predictions (boxes, scores, poses) to a pickle file')
     parser.add_argument('--show', action='store_true', help='show prediction results')
     parser.add_argument('--show-dir', help='directory where painted images will be saved '
                         '(inside work_dir/timestamp)')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings in the config, key=value pairs')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_common_args(parser)
+    return parse_tool_args(parser)
 
 
 def main():
     args = parse_args()
     setup_cache_size_limit_of_dynamo()
-
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-
+    cfg = load_tool_config(args)
     cfg.load_from = args.checkpoint
 
     if args.show or args.show_dir:

@@ -99,7 +99,7 @@ class DoFBBoxHead(ConvFCBBoxHead):
         self.register_load_state_dict_post_hook(self._sync_pose_stats)
 
     @staticmethod
-    def _sync_pose_stats(module: 'DoFBBoxHead', incompatible_keys) -> None:
+    def _sync_pose_stats(module: DoFBBoxHead, incompatible_keys) -> None:
         """After loading weights, the coder uses the statistics they were trained with."""
         module.bbox_coder.pose_mean = module.pose_mean.detach().cpu().clone()
         module.bbox_coder.pose_stddev = module.pose_stddev.detach().cpu().clone()
@@ -249,6 +249,8 @@ class DoFBBoxHead(ConvFCBBoxHead):
         min_size = cfg.get('min_bbox_size', 1e-2)
         max_per_img = cfg.get('max_per_img', -1)
         img_shape = img_meta['img_shape'][:2]
+        # decode in float32 even when the network ran under autocast
+        roi, cls_score, bbox_pred = roi.float(), cls_score.float(), bbox_pred.float()
 
         boxes = roi[:, 1:].clone()
         boxes[:, 0::2] = boxes[:, 0::2].clamp(0, img_shape[1])

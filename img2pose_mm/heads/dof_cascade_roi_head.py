@@ -13,7 +13,7 @@ from mmdet.structures.bbox import bbox2roi
 from mmdet.utils import ConfigType, InstanceList
 from torch import Tensor
 
-from .dof_roi_head import positive_roi_mask
+from .dof_roi_head import float32_features, positive_roi_mask
 
 
 @MODELS.register_module()
@@ -31,7 +31,7 @@ class DoFCascadeRoIHead(CascadeRoIHead):
                       pose_inds: Optional[Tensor] = None) -> dict:
         """Stage ``stage``: RoI features once, class scores for all, poses for ``pose_inds``."""
         bbox_roi_extractor = self.bbox_roi_extractor[stage]
-        bbox_feats = bbox_roi_extractor(x[:bbox_roi_extractor.num_inputs], rois)
+        bbox_feats = bbox_roi_extractor(float32_features(x, bbox_roi_extractor), rois)
         cls_score, pose_pred = self.bbox_head[stage](bbox_feats, pose_inds)
         return dict(cls_score=cls_score, bbox_pred=pose_pred, pose_pred=pose_pred,
                     bbox_feats=bbox_feats)

@@ -21,6 +21,18 @@ def positive_roi_mask(sampling_results: List[SamplingResult], device) -> Tensor:
                       for res in sampling_results])
 
 
+def float32_features(x: Tuple[Tensor], roi_extractor) -> Tuple[Tensor]:
+    """The features RoIAlign reads, cast to float32 if autocast made them bfloat16.
+
+    mmcv's RoIAlign has no bfloat16 kernel (CPU mixed precision, ``--amp``); float16 on
+    GPU is supported and left alone.
+    """
+    feats = x[:roi_extractor.num_inputs]
+    if feats[0].dtype == torch.bfloat16:
+        feats = tuple(f.float() for f in feats)
+    return feats
+
+
 @MODELS.register_module()
 class DoFRoIHead(StandardRoIHead):
     """:class:`StandardRoIHead` for img2pose's :class:`DoFBBoxHead`.
@@ -39,7 +51,8 @@ class DoFRoIHead(StandardRoIHead):
         Args:
             pose_inds: RoIs (bool mask or indices) that get a pose; ``None`` = all.
         """
-        bbox_feats = self.bbox_roi_extractor(x[:self.bbox_roi_extractor.num_inputs], rois)
+        bbox_feats = self.bbox_roi_extractor(float32_features(x, self.bbox_roi_extractor),
+                                             rois)
         if self.with_shared_head:
             bbox_feats = self.shared_head(bbox_feats)
         cls_score, pose_pred = self.bbox_head(bbox_feats, pose_inds)

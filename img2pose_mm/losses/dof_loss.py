@@ -8,14 +8,17 @@ from mmdet.registry import MODELS
 from torch import Tensor, nn
 
 from img2pose_mm.structures import local_intrinsics, project_points, transform_points
+from img2pose_mm.utils.precision import full_precision
 
 
+@full_precision
 @weighted_loss
 def dof_loss(pred: Tensor, target: Tensor) -> Tensor:
     """Squared error summed over the 6 pose numbers, one value per sample ``(N,)``."""
     return (pred - target).pow(2).sum(-1)
 
 
+@full_precision
 @weighted_loss
 def pose_points_loss(pred: Tensor, target: Tensor, bboxes: Tensor, points: Tensor) -> Tensor:
     """Mean L1 distance ``(N,)`` of ``points`` projected in each box under two local poses.
@@ -30,9 +33,8 @@ def pose_points_loss(pred: Tensor, target: Tensor, bboxes: Tensor, points: Tenso
     return (pred_2d - target_2d).abs().flatten(1).mean(-1)
 
 
-@MODELS.register_module()
-class DoFLoss(nn.Module):
-    """``sum((pred - target)^2) / num_positives`` on normalised box-local poses.
+class WeightedLoss(nn.Module):
+    """A loss with a ``reduction`` and a ``loss_weight`` (mmdet's convention).
 
     Args:
         reduction: ``'none'``, ``'mean'`` or ``'sum'``.
@@ -41,8 +43,15 @@ class DoFLoss(nn.Module):
 
     def __init__(self, reduction: str = 'mean', loss_weight: float = 1.0) -> None:
         super().__init__()
+        if reduction not in ('none', 'mean', 'sum'):
+            raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
         self.reduction = reduction
         self.loss_weight = loss_weight
+
+
+@MODELS.register_module()
+class DoFLoss(WeightedLoss):
+    """``sum((pred - target)^2) / num_positives`` on normalised box-local poses."""
 
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                 avg_factor: Optional[float] = None,
@@ -54,21 +63,12 @@ class DoFLoss(nn.Module):
 
 
 @MODELS.register_module()
-class PosePointsLoss(nn.Module):
+class PosePointsLoss(WeightedLoss):
     """L1 between reference points projected in the proposal under predicted and GT poses.
 
     Both poses are box-local and *un-normalised* (``pred * std + mean``); the mean is
     over positives x points x 2 coordinates.
-
-    Args:
-        reduction: ``'none'``, ``'mean'`` or ``'sum'``.
-        loss_weight: multiplier of the loss.
     """
-
-    def __init__(self, reduction: str = 'mean', loss_weight: float = 1.0) -> None:
-        super().__init__()
-        self.reduction = reduction
-        self.loss_weight = loss_weight
 
     def forward(self, pred: Tensor, target: Tensor, bboxes: Tensor, points: Tensor,
                 weight: Optional[Tensor] = None, avg_factor: Optional[float] = None,

@@ -94,8 +94,14 @@ def test_pipeline_output(lmdb_path):
         assert (gt.labels == 0).all()
         boxes = gt.bboxes.tensor
         assert ((boxes[:, 2:] - boxes[:, :2]) >= 1).all()
-        # faces without pose were blacked out and dropped
-        assert len(out['data_samples'].ignored_instances) == 0
+        # faces without pose were blacked out and dropped; the only ignored faces are
+        # the ones the random crop cut: visible, inside the image, with a real pose
+        ignored = out['data_samples'].ignored_instances
+        if len(ignored):
+            cut = ignored.bboxes.tensor
+            assert ((cut[:, 2:] - cut[:, :2]) >= 1).all()
+            assert (cut[:, 0::2] <= w).all() and (cut[:, 1::2] <= h).all()
+            assert torch.isfinite(ignored.poses).all() and (ignored.poses[:, 5] > 0).all()
 
 
 def test_faces_without_pose_as_ignored(lmdb_path):
@@ -193,3 +199,30 @@ def test_json_folder_dataset_matches_lmdb(synthetic_set, lmdb_path, tmp_path):
                                   data_prefix=dict(img=str(tmp_path / 'elsewhere')),
                                   pipeline=[]))
     assert len(folder4) == 0          # every image missing: skipped, an empty dataset
+
+
+def test_crop_keeps_cut_faces_as_ignored():
+    """A face the crop cuts is not taught as background: it becomes an ignored instance."""
+    from mmdet.registry import TRANSFORMS
+    from mmdet.structures.bbox import HorizontalBoxes
+
+    crop = TRANSFORMS.build(dict(type='PoseRandomCrop', scale_range=(0.5, 0.5)))
+    drop = TRANSFORMS.build(dict(type='PoseRandomCrop', scale_range=(0.5, 0.5),
+                                 cut_faces='drop'))
+    boxes = np.array([[10, 10, 40, 40], [45, 10, 75, 40], [150, 150, 190, 190]], np.float32)
+
+    def results():
+        return dict(img=np.zeros((200, 200, 3), np.uint8), img_shape=(200, 200),
+                    gt_bboxes=HorizontalBoxes(boxes.copy()),
+                    gt_bboxes_labels=np.zeros(3, np.int64),
+                    gt_ignore_flags=np.zeros(3, bool))
+
+    # window x 0..100, y 0..100: face 0 inside, face 1 cut by nothing (inside too),
+    # so use a window x 30..130 that cuts face 0 and keeps face 1
+    crop._random_window = lambda h, w: (30, 0, 100, 100)
+    drop._random_window = lambda h, w: (30, 0, 100, 100)
+    out = crop.transform(results())
+    assert out['gt_ignore_flags'].tolist() == [True, False]        # face 2 is not visible
+    np.testing.assert_allclose(out['gt_bboxes'].tensor.numpy(), [[0, 10, 10, 40], [15, 10, 45, 40]])
+    out = drop.transform(results())
+    assert out['gt_ignore_flags'].tolist() == [False]

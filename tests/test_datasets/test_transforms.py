@@ -83,13 +83,16 @@ def test_crop_geometry_and_face_rule(rng):
         x0, y0 = -hom[0, 2], -hom[1, 2]
         offsets.append(y0)
         assert abs(w / SHAPE[1] - h / SHAPE[0]) < 0.02
-        # kept faces: centre and landmarks inside; dropped faces: some outside
+        # kept faces: centre and landmarks inside; the others are dropped or, when still
+        # visible, ignored
         inside = ((lm_before[..., 0] >= x0) & (lm_before[..., 0] <= x0 + w)
                   & (lm_before[..., 1] >= y0) & (lm_before[..., 1] <= y0 + h)).all(-1)
         assert len(out['gt_poses']) == len(out['gt_landmarks']) == len(out['gt_bboxes'])
-        assert len(out['gt_landmarks']) <= inside.sum()
-        assert (out['gt_landmarks'] >= 0).all()
-        assert (out['gt_landmarks'][..., 0] <= w).all() and (out['gt_landmarks'][..., 1] <= h).all()
+        kept = ~out['gt_ignore_flags']
+        assert kept.sum() <= inside.sum()
+        lm = out['gt_landmarks'][kept]
+        assert (lm >= 0).all()
+        assert (lm[..., 0] <= w).all() and (lm[..., 1] <= h).all()
     assert min(scales) >= 0.69 and max(scales) <= 1.0
     assert max(offsets) > 5          # not top-anchored
 

@@ -201,10 +201,13 @@ class PoseRandomCrop(_PoseAware, BaseTransform):
     """Random crop of ``scale`` x the image size, ``scale ~ U(scale_range)``, placed
     anywhere in the image.
 
-    Faces whose box centre and usable landmarks all stay inside the crop are kept, the
-    others dropped. If no face with a pose (or, without any pose, no face at all) would
-    be kept, another crop is drawn, up to ``max_attempts``; then the image is left as
-    it is. Poses move to the crop's camera with
+    Faces whose box centre and usable landmarks all stay inside the crop are kept.
+    Faces the crop cuts (still partly visible, but not kept) become ignored instances
+    (``gt_ignore_flags``, ``cut_faces='ignore'``, the default) so that the detector is
+    not taught that a visible face is background; ``cut_faces='drop'`` removes them
+    as the original img2pose does. If no face with a pose (or, without any pose, no
+    face at all) would be kept, another crop is drawn, up to ``max_attempts``; then the
+    image is left as it is. Poses move to the crop's camera with
     :func:`~img2pose_mm.structures.warp_pose` (a translation) refined by EPnP where the
     focal change leaves them off (``refine_poses``).
 
@@ -214,10 +217,14 @@ class PoseRandomCrop(_PoseAware, BaseTransform):
     """
 
     def __init__(self, scale_range: Tuple[float, float] = (0.7, 1.0), max_attempts: int = 10,
-                 reference_points: Optional[str] = None, refine_poses: bool = True) -> None:
+                 reference_points: Optional[str] = None, refine_poses: bool = True,
+                 cut_faces: str = 'ignore') -> None:
         lo, hi = float(scale_range[0]), float(scale_range[1])
         if not 0 < lo <= hi <= 1:
             raise ValueError(f'scale_range must satisfy 0 < low <= high <= 1, got {scale_range}')
+        if cut_faces not in ('ignore', 'drop'):
+            raise ValueError(f"cut_faces must be 'ignore' or 'drop', got {cut_faces!r}")
+        self.cut_faces = cut_faces
         self.scale_range = (lo, hi)
         self.max_attempts = int(max_attempts)
         self._init_pose(reference_points, refine_poses)
@@ -268,6 +275,15 @@ class PoseRandomCrop(_PoseAware, BaseTransform):
         results['img'] = np.ascontiguousarray(results['img'][y0:y0 + ch, x0:x0 + cw])
         results['img_shape'] = (ch, cw)
         pixel_map = scale_translate_map((1., 1.), (-float(x0), -float(y0))).numpy()
+        if self.cut_faces == 'ignore' and results.get('gt_bboxes') is not None and len(keep):
+            boxes = boxes_numpy(results['gt_bboxes'])
+            visible = ((np.minimum(boxes[:, 2], x0 + cw) > np.maximum(boxes[:, 0], x0))
+                       & (np.minimum(boxes[:, 3], y0 + ch) > np.maximum(boxes[:, 1], y0)))
+            cut = visible & ~keep
+            flags = results.get('gt_ignore_flags')
+            flags = np.zeros(len(keep), dtype=bool) if flags is None else flags.copy()
+            results['gt_ignore_flags'] = flags | cut
+            keep = keep | cut
         select_instances(results, keep)
         if results.get('gt_bboxes') is not None:
             boxes = results['gt_bboxes']
@@ -284,7 +300,8 @@ class PoseRandomCrop(_PoseAware, BaseTransform):
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(scale_range={self.scale_range}, '
-                f'max_attempts={self.max_attempts}, refine_poses={self.refine_poses})')
+                f'max_attempts={self.max_attempts}, refine_poses={self.refine_poses}, '
+                f'cut_faces={self.cut_faces!r})')
 
 
 __all__ = ['PoseRandomFlip', 'PoseResize', 'PoseMultiScaleResize', 'PoseRandomCrop']

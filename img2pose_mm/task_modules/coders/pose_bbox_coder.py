@@ -17,6 +17,7 @@ from img2pose_mm.structures import (
     local_to_global,
     pose_to_bbox,
 )
+from img2pose_mm.utils.precision import full_precision
 
 ArrayLike = Union[Sequence[float], np.ndarray, Tensor, str, os.PathLike, None]
 
@@ -96,6 +97,7 @@ class PoseBBoxCoder(BaseBBoxCoder):
         mean, std = self._stats(poses)
         return poses * std + mean
 
+    @full_precision
     def encode(self, bboxes: Tensor, gt_poses: Tensor,
                img_shape: Union[Sequence[int], Tensor]) -> Tensor:
         """Regression targets ``(N, 6)`` of global ``gt_poses`` for proposals ``bboxes``.
@@ -109,6 +111,7 @@ class PoseBBoxCoder(BaseBBoxCoder):
         local = global_to_local(gt_poses, bboxes, img_shape, self.rotation_method)
         return self.normalize(local)
 
+    @full_precision
     def decode(self, bboxes: Tensor, pred_poses: Tensor,
                img_shape: Union[Sequence[int], Tensor]) -> Tuple[Tensor, Tensor]:
         """Global poses and pose-projected boxes from predictions.
@@ -126,6 +129,7 @@ class PoseBBoxCoder(BaseBBoxCoder):
         poses = local_to_global(local, bboxes.to(local), img_shape, self.rotation_method)
         return poses, self.poses_to_bboxes(poses, img_shape)
 
+    @full_precision
     def poses_to_bboxes(self, poses: Tensor, img_shape: Union[Sequence[int], Tensor]) -> Tensor:
         """Face boxes of global poses (SPEC §3 rule with this coder's factors)."""
         return pose_to_bbox(poses, self.points68.to(poses), img_shape, self.bbox_x_factor,

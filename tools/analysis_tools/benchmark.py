@@ -1,0 +1,214 @@
+#!/usr/bin/env python
+"""Inference latency with a per-stage breakdown, training iteration time and peak memory.
+
+    python tools/analysis_tools/benchmark.py configs/img2pose_r18.py \\
+        [--checkpoint CKPT] --img-size 640 960 --num-proposals 1000 --repeats 20 \\
+        --train --batch-size 2 --out work_dirs/bench.json
+
+Stages (each timed separately, median over ``--repeats`` after ``--warmup`` runs, the
+device synchronised around every stage):
+
+* ``backbone_fpn``  -- ``model.extract_feat``
+* ``rpn``           -- proposals (``test_cfg.rpn.max_per_img`` = ``--num-proposals``)
+* ``roi_features``  -- one RoIAlign pass over P2-P5 for all proposals
+* ``heads``         -- class and pose MLPs
+* ``decode_nms``    -- pose decode, boxes from poses, NMS (``--score-thr 0`` by default,
+  so every proposal is decoded: the worst case)
+
+``end_to_end`` times ``model.test_step`` on the same batch. With ``--train``, a
+training iteration (forward, backward, SGD step) on ``--batch-size`` images with faces.
+Peak memory: ``torch.cuda.max_memory_allocated`` on GPU, the process's peak resident
+set size on CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import time
+from typing import Callable, Dict
+
+import torch
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+from mmdet.structures.bbox import bbox2roi
+from mmengine.config import Config, DictAction
+from mmengine.registry import init_default_scope
+from mmengine.runner import load_checkpoint
+from mmengine.structures import InstanceData
+
+import img2pose_mm  # noqa: F401
+from img2pose_mm.structures import load_reference_points, pose_to_bbox
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_it(fn: Callable, device: torch.device, warmup: int, repeats: int) -> float:
+    """Median wall time (ms) of ``fn`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == 'cuda':
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # kB on Linux
+
+
+def build_model(cfg: Config, checkpoint: str | None, device: torch.device):
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    model = MODELS.build(cfg.model)
+    if checkpoint:
+        load_checkpoint(model, checkpoint, map_location='cpu')
+    return model.to(device)
+
+
+def face_sample(h: int, w: int, num_faces: int, generator: torch.Generator) -> DetDataSample:
+    """A data sample with random faces (poses, boxes from the poses) in an ``h x w`` image."""
+    rot = (torch.rand(num_faces, 3, generator=generator) - 0.5) * 1.0
+    xy = (torch.rand(num_faces, 2, generator=generator) - 0.5) * 3
+    z = 6 + torch.rand(num_faces, 1, generator=generator) * 10
+    poses = torch.cat([rot, xy, z], 1)
+    boxes = pose_to_bbox(poses, torch.from_numpy(load_reference_points()), (h, w))
+    sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+                                         batch_input_shape=(h, w), scale_factor=(1.0, 1.0)))
+    sample.gt_instances = InstanceData(bboxes=boxes, labels=torch.zeros(num_faces, dtype=torch.long),
+                                       poses=poses)
+    return sample
+
+
+def bench_inference(model, h: int, w: int, device, args) -> Dict[str, float]:
+    model.eval()
+    g = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
+    data = dict(inputs=[image], data_samples=[face_sample(h, w, 3, g)])
+    batch = model.data_preprocessor(data, False)
+    inputs, samples = batch['inputs'], batch['data_samples']
+    metas = [s.metainfo for s in samples]
+    roi_head = model.roi_head
+    head = roi_head.bbox_head
+    rcnn_cfg = roi_head.test_cfg
+    out: Dict[str, float] = {}
+    with torch.no_grad():
+        feats = model.extract_feat(inputs)
+        proposals = model.rpn_head.predict(feats, samples, rescale=False)
+        rois = bbox2roi([p.bboxes for p in proposals])
+        roi_feats = roi_head.bbox_roi_extractor(feats[:roi_head.bbox_roi_extractor.num_inputs],
+                                                rois)
+        cls_score, pose_pred = head(roi_feats)
+
+        out['num_proposals'] = int(rois.shape[0])
+        out['backbone_fpn'] = time_it(lambda: model.extract_feat(inputs), device, args.warmup,
+                                      args.repeats)
+        out['rpn'] = time_it(lambda: model.rpn_head.predict(feats, samples, rescale=False),
+                             device, args.warmup, args.repeats)
+        out['roi_features'] = time_it(
+            lambda: roi_head.bbox_roi_extractor(feats[:roi_head.bbox_roi_extractor.num_inputs],
+                                                rois), device, args.warmup, args.repeats)
+        out['heads'] = time_it(lambda: head(roi_feats), device, args.warmup, args.repeats)
+        out['decode_nms'] = time_it(
+            lambda: head.predict_by_feat((rois, ), (cls_score, ), (pose_pred, ), metas,
+                                         rcnn_test_cfg=rcnn_cfg, rescale=False),
+            device, args.warmup, args.repeats)
+        out['sum_of_stages'] = sum(out[k] for k in ('backbone_fpn', 'rpn', 'roi_features',
+                                                    'heads', 'decode_nms'))
+        out['end_to_end'] = time_it(lambda: model.test_step(data), device, args.warmup,
+                                    args.repeats)
+    out['decode_nms_share'] = out['decode_nms'] / out['sum_of_stages']
+    out['peak_memory_mb'] = peak_memory_mb(device)
+    return out
+
+
+def bench_training(model, h: int, w: int, device, args) -> Dict[str, float]:
+    model.train()
+    g = torch.Generator().manual_seed(1)
+    data = dict(inputs=[torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
+                        for _ in range(args.batch_size)],
+                data_samples=[face_sample(h, w, 3, g) for _ in range(args.batch_size)])
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
+
+    def step():
+        batch = model.data_preprocessor(data, True)
+        loss, _ = model.parse_losses(model(**batch, mode='loss'))
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 10)
+        optimizer.step()
+
+    iter_ms = time_it(step, device, max(1, args.warmup), max(3, args.repeats // 4))
+    return dict(iter_ms=iter_ms, batch_size=args.batch_size,
+                images_per_s=args.batch_size / iter_ms * 1e3,
+                peak_memory_mb=peak_memory_mb(device))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('config')
+    parser.add_argument('--checkpoint', help='weights (random initialisation without)')
+    parser.add_argument('--img-size', type=int, nargs=2, default=(640, 960), metavar=('H', 'W'))
+    parser.add_argument('--num-proposals', type=int, default=1000)
+    parser.add_argument('--score-thr', type=float, default=0.0,
+                        help='test score threshold (0: decode every proposal, the worst case)')
+    parser.add_argument('--repeats', type=int, default=20)
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--train', action='store_true', help='also time a training iteration')
+    parser.add_argument('--batch-size', type=int, default=2)
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--out', help='write the numbers as JSON')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    args = parser.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cfg = Config.fromfile(args.config)
+    coder_cfg = cfg.model.roi_head.bbox_head.bbox_coder
+    for key in ('pose_mean', 'pose_stddev'):     # statistics come from the checkpoint
+        if isinstance(coder_cfg.get(key), str):
+            coder_cfg[key] = None
+    cfg.model.test_cfg.rpn.max_per_img = args.num_proposals
+    cfg.model.test_cfg.rcnn.score_thr = args.score_thr
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    h, w = args.img_size
+    model = build_model(cfg, args.checkpoint, device)
+    result = dict(config=args.config, checkpoint=args.checkpoint, img_size=[h, w],
+                  device=str(device), torch=torch.__version__, threads=torch.get_num_threads(),
+                  cpu=platform.processor() or platform.machine(),
+                  inference=bench_inference(model, h, w, device, args))
+    if args.train:
+        result['training'] = bench_training(model, h, w, device, args)
+
+    inf = result['inference']
+    print(f'{args.config} @ {h}x{w} on {device} ({result["threads"]} threads), '
+          f'{inf["num_proposals"]} proposals:')
+    for key in ('backbone_fpn', 'rpn', 'roi_features', 'heads', 'decode_nms'):
+        print(f'  {key:14s} {inf[key]:9.1f} ms  {inf[key] / inf["sum_of_stages"]:6.1%}')
+    print(f'  {"end_to_end":14s} {inf["end_to_end"]:9.1f} ms  (peak memory '
+          f'{inf["peak_memory_mb"]:.0f} MB)')
+    if args.train:
+        tr = result['training']
+        print(f'  training iteration, batch {tr["batch_size"]}: {tr["iter_ms"]:.0f} ms '
+              f'({tr["images_per_s"]:.2f} images/s, peak memory {tr["peak_memory_mb"]:.0f} MB)')
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == '__main__':
+    main()

@@ -61,7 +61,7 @@ class _TinyModel(BaseModel):
         self.linear = torch.nn.Linear(3, 1)
 
     def forward(self, inputs, data_samples=None, mode='tensor'):
-        x = torch.stack(inputs)
+        x = inputs if isinstance(inputs, torch.Tensor) else torch.stack(inputs)
         if mode == 'loss':
             return dict(loss=(self.linear(x) - 1).pow(2).mean())
         return [self.linear(x)]

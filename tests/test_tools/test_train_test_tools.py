@@ -114,9 +114,10 @@ def test_resume_continues_iterations_and_optimizer(tiny_config, tmp_path):
             if 'iter' not in self.seen:
                 self.seen['iter'] = runner.iter
                 opt = runner.optim_wrapper.optimizer
-                self.seen['momentum'] = [opt.state[p]['momentum_buffer'].clone()
-                                         for g in opt.param_groups for p in g['params']
-                                         if p in opt.state]
+                # the demo recipe uses AdamW: its moment estimates must come back
+                self.seen['exp_avg'] = [opt.state[p]['exp_avg'].clone()
+                                        for g in opt.param_groups for p in g['params']
+                                        if p in opt.state]
 
     cfg = Config.fromfile(str(tiny_config))
     cfg.work_dir = str(work)
@@ -128,9 +129,9 @@ def test_resume_continues_iterations_and_optimizer(tiny_config, tmp_path):
     runner = Runner.from_cfg(cfg)
     runner.train()
     assert Spy.seen['iter'] == 2
-    saved = [s['momentum_buffer'] for s in ckpt['optimizer']['state'].values()]
-    assert len(saved) == len(Spy.seen['momentum']) > 0
-    for a, b in zip(saved, Spy.seen['momentum']):
+    saved = [s['exp_avg'] for s in ckpt['optimizer']['state'].values()]
+    assert len(saved) == len(Spy.seen['exp_avg']) > 0
+    for a, b in zip(saved, Spy.seen['exp_avg']):
         torch.testing.assert_close(a, b)
     assert runner.iter == 4
     assert (work / 'last_checkpoint').read_text().strip().endswith('epoch_2.pth')

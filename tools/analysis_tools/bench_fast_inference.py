@@ -14,10 +14,12 @@ over the baseline and the change of every metric:
   decoding, RoIAlign and NMS stay in float32)
 * ``compile``        -- ``torch.compile`` of backbone + FPN (skipped, with the reason,
   where it does not work)
+* ``fast``           -- the fewest proposals of ``--proposals`` and bf16 together
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from typing import Dict, List, Optional
@@ -37,7 +39,7 @@ from img2pose_mm.utils import enable_bf16_inference
 def evaluate(cfg: Config, checkpoint: str, device: torch.device, proposals: Optional[int] = None,
              bf16: bool = False, compile_backbone: bool = False) -> Dict[str, float]:
     """Metrics and model time per image of one option."""
-    cfg = cfg.copy()
+    cfg = copy.deepcopy(cfg)                    # options must not leak into the next run
     if proposals is not None:
         cfg.model.test_cfg.rpn.max_per_img = proposals
     init_default_scope(cfg.get('default_scope', 'mmdet'))
@@ -77,7 +79,7 @@ def main() -> None:
     parser.add_argument('checkpoint')
     parser.add_argument('--proposals', type=int, nargs='*', default=[300, 100])
     parser.add_argument('--options', nargs='*',
-                        default=['baseline', 'proposals', 'bf16', 'compile'])
+                        default=['baseline', 'proposals', 'bf16', 'compile', 'fast'])
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--out', help='JSON file for the table')
     args = parser.parse_args()
@@ -93,6 +95,9 @@ def main() -> None:
         runs.append(('bf16', dict(bf16=True)))
     if 'compile' in args.options:
         runs.append(('compile', dict(compile_backbone=True)))
+    if 'fast' in args.options and args.proposals:
+        fewest = min(args.proposals)
+        runs.append((f'fast (proposals_{fewest} + bf16)', dict(proposals=fewest, bf16=True)))
 
     results: Dict[str, dict] = {}
     for name, kwargs in runs:

@@ -43,6 +43,12 @@ import img2pose_mm  # noqa: F401
 from img2pose_mm.structures import load_reference_points, pose_to_bbox
 
 
+# Without a checkpoint: statistics of the WIDER-like range (faces in front of the camera),
+# so that random weights decode into distinct boxes and NMS does real work.
+RANDOM_WEIGHT_STATS = dict(pose_mean=[0.0, 0.0, 0.0, 0.0, 0.0, 5.0],
+                           pose_stddev=[0.2, 0.4, 0.2, 0.3, 0.3, 1.0])
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
@@ -111,6 +117,9 @@ def bench_inference(model, h: int, w: int, device, args) -> Dict[str, float]:
         cls_score, pose_pred = head(roi_feats)
 
         out['num_proposals'] = int(rois.shape[0])
+        out['num_detections'] = len(head.predict_by_feat(
+            (rois, ), (cls_score, ), (pose_pred, ), metas, rcnn_test_cfg=rcnn_cfg,
+            rescale=False)[0])
         out['backbone_fpn'] = time_it(lambda: model.extract_feat(inputs), device, args.warmup,
                                       args.repeats)
         out['rpn'] = time_it(lambda: model.rpn_head.predict(feats, samples, rescale=False),
@@ -180,7 +189,7 @@ def main() -> None:
     coder_cfg = cfg.model.roi_head.bbox_head.bbox_coder
     for key in ('pose_mean', 'pose_stddev'):     # statistics come from the checkpoint
         if isinstance(coder_cfg.get(key), str):
-            coder_cfg[key] = None
+            coder_cfg[key] = RANDOM_WEIGHT_STATS[key] if args.checkpoint is None else None
     cfg.model.test_cfg.rpn.max_per_img = args.num_proposals
     cfg.model.test_cfg.rcnn.score_thr = args.score_thr
     if args.cfg_options:
@@ -196,7 +205,7 @@ def main() -> None:
 
     inf = result['inference']
     print(f'{args.config} @ {h}x{w} on {device} ({result["threads"]} threads), '
-          f'{inf["num_proposals"]} proposals:')
+          f'{inf["num_proposals"]} proposals, {inf["num_detections"]} detections after NMS:')
     for key in ('backbone_fpn', 'rpn', 'roi_features', 'heads', 'decode_nms'):
         print(f'  {key:14s} {inf[key]:9.1f} ms  {inf[key] / inf["sum_of_stages"]:6.1%}')
     print(f'  {"end_to_end":14s} {inf["end_to_end"]:9.1f} ms  (peak memory '

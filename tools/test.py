@@ -2,6 +2,9 @@
 """Test (and evaluate) an img2pose_mm model (mmdet's tools/test.py, CPU/gloo fallback).
 
 ``--out results.pkl`` dumps the predictions, poses included (``pred_instances.poses``).
+``--bf16`` runs backbone, FPN and RoI MLPs in bfloat16 (decoding and NMS stay float32);
+with ``--cfg-options model.test_cfg.rpn.max_per_img=100`` it is the ``fast`` setting of
+docs/benchmarks.md.
 """
 import argparse
 import warnings
@@ -15,7 +18,7 @@ from mmengine import ConfigDict
 from mmengine.runner import Runner
 
 import img2pose_mm  # noqa: F401  (registers components)
-from img2pose_mm.utils import setup_cpu_distributed, teardown_distributed
+from img2pose_mm.utils import enable_bf16_inference, setup_cpu_distributed, teardown_distributed
 from img2pose_mm.utils.tools import add_common_args, load_tool_config, parse_tool_args
 
 
@@ -30,6 +33,8 @@ def parse_args():
                         '(inside work_dir/timestamp)')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation')
+    parser.add_argument('--bf16', action='store_true',
+                        help='bfloat16 backbone/FPN/MLPs (CPU or GPU; see docs/benchmarks.md)')
     add_common_args(parser)
     return parse_tool_args(parser)
 
@@ -61,6 +66,13 @@ def main():
         if not args.out.endswith(('.pkl', '.pickle')):
             raise ValueError(f'--out must be a .pkl file, got {args.out}')
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+
+    if args.bf16:
+        detector = runner.model
+        while not hasattr(detector, 'roi_head') and hasattr(detector, 'module'):
+            detector = detector.module   # DDP and/or the TTA wrapper
+        enable_bf16_inference(detector)
+        runner.logger.info('bf16 inference: backbone, FPN and RoI MLPs in bfloat16')
 
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', UserWarning)

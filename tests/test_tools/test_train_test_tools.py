@@ -93,6 +93,16 @@ def test_dist_train_and_dist_test_on_cpu(tiny_config, tmp_path):
         preds = pickle.load(f)
     assert len(preds) == 2 and 'poses' in preds[0]['pred_instances']
 
+    # the bf16 switch of tools/test.py, single process
+    out = run_tool([sys.executable, 'tools/test.py', str(tiny_config), str(ckpt), '--bf16',
+                    '--work-dir', str(tmp_path / 'test_bf16'),
+                    '--out', str(tmp_path / 'preds_bf16.pkl')])
+    assert 'bf16 inference' in out and 'pose/mae' in out
+    with open(tmp_path / 'preds_bf16.pkl', 'rb') as f:
+        preds_bf16 = pickle.load(f)
+    assert sorted(p['img_id'] for p in preds_bf16) == sorted(p['img_id'] for p in preds)
+    assert preds_bf16[0]['pred_instances']['poses'].dtype == torch.float32
+
 
 def test_resume_continues_iterations_and_optimizer(tiny_config, tmp_path):
     from mmengine.config import Config

@@ -2,14 +2,15 @@
 """Speed and accuracy of fast-inference options on a validation set.
 
     python tools/analysis_tools/bench_fast_inference.py configs/img2pose_r18_demo.py \\
-        work_dirs/demo/train/epoch_8.pth --out work_dirs/fast_inference.json
+        work_dirs/demo/train/epoch_7.pth --cfg-options model.test_cfg.rpn.max_per_img=1000 \\
+        --out work_dirs/fast_inference.json
 
 Each option runs the config's test dataloader and evaluators once; the table reports
 the model time per image (``model.test_step``, data loading excluded), the speed-up
 over the baseline and the change of every metric:
 
-* ``baseline``       -- the config as it is
-* ``proposals_N``    -- ``test_cfg.rpn.max_per_img = N`` (default 1000 -> 300, 100)
+* ``baseline``       -- the config as it is (after ``--cfg-options``)
+* ``proposals_N``    -- ``test_cfg.rpn.max_per_img = N`` (``--proposals``, default 300 100)
 * ``bf16``           -- backbone, FPN and RoI MLPs in bfloat16 (``enable_bf16_inference``;
   decoding, RoIAlign and NMS stay in float32)
 * ``compile``        -- ``torch.compile`` of backbone + FPN (skipped, with the reason,
@@ -26,7 +27,7 @@ from typing import Dict, List, Optional
 
 import torch
 from mmdet.registry import MODELS
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.evaluator import Evaluator
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, load_checkpoint
@@ -82,9 +83,14 @@ def main() -> None:
                         default=['baseline', 'proposals', 'bf16', 'compile', 'fast'])
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--out', help='JSON file for the table')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, e.g. model.test_cfg.rpn.max_per_img=1000')
     args = parser.parse_args()
 
     cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    print(f'baseline: {cfg.model.test_cfg.rpn.max_per_img} test proposals', flush=True)
     device = torch.device(args.device)
     runs: List[tuple] = []
     if 'baseline' in args.options:
@@ -125,6 +131,7 @@ def main() -> None:
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(dict(device=str(device), threads=torch.get_num_threads(),
+                           baseline_proposals=cfg.model.test_cfg.rpn.max_per_img,
                            results=results, table=table), f, indent=2)
 
 

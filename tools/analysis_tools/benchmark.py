@@ -42,7 +42,6 @@ from mmengine.structures import InstanceData
 import img2pose_mm  # noqa: F401
 from img2pose_mm.structures import load_reference_points, pose_to_bbox
 
-
 # Without a checkpoint: statistics of the WIDER-like range (faces in front of the camera),
 # so that random weights decode into distinct boxes and NMS does real work.
 RANDOM_WEIGHT_STATS = dict(pose_mean=[0.0, 0.0, 0.0, 0.0, 0.0, 5.0],

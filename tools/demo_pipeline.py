@@ -142,7 +142,8 @@ def main() -> int:
     test_dir = work / 'test'
     run([py, 'tools/test.py', args.config, str(done), '--work-dir', str(test_dir),
          '--out', str(test_dir / 'predictions.pkl'), '--show-dir', 'vis',
-         '--cfg-options', *cfg_opts, 'default_hooks.visualization.test_out_dir=vis'],
+         '--cfg-options', *cfg_opts, 'default_hooks.visualization.test_out_dir=vis',
+         'default_hooks.visualization.score_thr=0.5'],   # the picture; AP uses all
         'testing')
     metrics = latest_metrics(test_dir)
     vis_dirs = sorted(glob.glob(str(test_dir / '*' / 'vis')), key=os.path.getmtime)

@@ -11,8 +11,10 @@ from mmdet.structures.bbox import HorizontalBoxes
 from mmengine.config import Config
 from mmengine.structures import InstanceData
 
-from img2pose_mm.structures import euler_to_rotvec, load_reference_points, pose_to_bbox
+from img2pose_mm.structures import load_reference_points, pose_to_bbox
 from img2pose_mm.visualization import PoseLocalVisualizer
+
+from .utils import make_pose
 
 SCRIPT = Path(__file__).resolve().parents[2] / 'tools' / 'analysis_tools' / 'browse_dataset.py'
 H, W = 120, 160
@@ -27,8 +29,7 @@ def load_script():
 
 
 def make_item(index):
-    rotvec = euler_to_rotvec(torch.tensor([[0., 30. * index, 0.]], dtype=torch.float64))
-    poses = torch.cat([rotvec, torch.tensor([[0., 0., 7.]], dtype=torch.float64)], 1)
+    poses = make_pose((0., 30. * index, 0.), (0., 0., 7.))
     boxes = pose_to_bbox(poses, torch.as_tensor(load_reference_points()).double(), (H, W))
     sample = DetDataSample(metainfo=dict(img_path=f'/data/img_{index}.jpg', img_shape=(H, W)))
     sample.gt_instances = InstanceData(bboxes=HorizontalBoxes(boxes.float()),

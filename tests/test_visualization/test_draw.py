@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from img2pose_mm.structures import (
-    euler_to_rotvec,
     load_reference_mesh,
     load_reference_points,
     project_pose_points,
@@ -17,20 +16,9 @@ from img2pose_mm.visualization import (
     render_pose_meshes,
 )
 
+from .utils import axis_pixel, make_pose
+
 H, W = 200, 300
-
-
-def make_pose(angles, translation):
-    rotvec = euler_to_rotvec(torch.tensor([angles], dtype=torch.float64))
-    return torch.cat([rotvec, torch.tensor([translation], dtype=torch.float64)], 1)
-
-
-def axis_pixel(pose, axis_point, frac=0.6):
-    """Pixel at ``frac`` along the projected segment origin -> axis_point (independent)."""
-    pts = torch.tensor([[0., 0., 0.], axis_point], dtype=torch.float64)
-    uv = project_pose_points(pts, pose, (H, W))[0].numpy()
-    x, y = uv[0] + frac * (uv[1] - uv[0])
-    return int(round(y)), int(round(x))
 
 
 def test_axes_colours_where_the_projected_axes_are():
@@ -38,9 +26,9 @@ def test_axes_colours_where_the_projected_axes_are():
     image = np.zeros((H, W, 3), np.uint8)
     out = draw_pose_axes(image, pose, thickness=3)
     assert not image.any(), 'copy=True must leave the input alone'
-    red = out[axis_pixel(pose, [1., 0., 0.])]
-    green = out[axis_pixel(pose, [0., -1., 0.])]
-    blue = out[axis_pixel(pose, [0., 0., -1.])]
+    red = out[axis_pixel(pose, [1., 0., 0.], (H, W))]
+    green = out[axis_pixel(pose, [0., -1., 0.], (H, W))]
+    blue = out[axis_pixel(pose, [0., 0., -1.], (H, W))]
     assert red[0] > 200 and red[1] < 60 and red[2] < 60
     assert green[1] > 200 and green[0] < 60 and green[2] < 60
     assert blue[2] > 200 and blue[0] < 60 and blue[1] < 60

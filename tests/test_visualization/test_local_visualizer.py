@@ -9,26 +9,15 @@ from mmengine.structures import InstanceData
 
 import img2pose_mm  # noqa: F401
 from img2pose_mm.structures import (
-    euler_to_rotvec,
     load_reference_points,
     pose_to_bbox,
     project_pose_points,
 )
 from img2pose_mm.visualization import PoseLocalVisualizer
 
+from .utils import axis_pixel, make_pose
+
 H, W = 240, 320
-
-
-def make_pose(angles, translation):
-    rotvec = euler_to_rotvec(torch.tensor([angles], dtype=torch.float64))
-    return torch.cat([rotvec, torch.tensor([translation], dtype=torch.float64)], 1)
-
-
-def axis_pixel(pose, axis_point, frac=0.6):
-    pts = torch.tensor([[0., 0., 0.], axis_point], dtype=torch.float64)
-    uv = project_pose_points(pts, pose, (H, W))[0].numpy()
-    x, y = uv[0] + frac * (uv[1] - uv[0])
-    return int(round(y)), int(round(x))
 
 
 @pytest.fixture
@@ -71,11 +60,11 @@ def test_add_datasample_writes_gt_and_prediction_overlays(visualizer, tmp_path):
     for half, faces in ((gt_half, (0, 1)), (pred_half, (0,))):
         for i in faces:
             pose = gt_poses[i:i + 1]
-            assert is_axis(half[axis_pixel(pose, [1., 0., 0.])], 0)    # x red
-            assert is_axis(half[axis_pixel(pose, [0., -1., 0.])], 1)   # y green
-            assert is_axis(half[axis_pixel(pose, [0., 0., -1.])], 2)   # z blue
+            assert is_axis(half[axis_pixel(pose, [1., 0., 0.], (H, W))], 0)    # x red
+            assert is_axis(half[axis_pixel(pose, [0., -1., 0.], (H, W))], 1)   # y green
+            assert is_axis(half[axis_pixel(pose, [0., 0., -1.], (H, W))], 2)   # z blue
     # the filtered prediction draws nothing: its axes and mesh are absent
-    y, x = axis_pixel(gt_poses[1:2], [0., -1., 0.])
+    y, x = axis_pixel(gt_poses[1:2], [0., -1., 0.], (H, W))
     assert (np.abs(pred_half[y, x] - 128) <= 2).all()
 
     # mesh overlay: the face region differs from the plain input, GT green-ish, pred blue-ish
@@ -104,7 +93,7 @@ def test_draw_poses_options():
     image = np.full((H, W, 3), 128, np.uint8)
     pose = make_pose((0., 40., 0.), (0., 0., 9.))
     out = vis.draw_poses(image, pose)
-    assert is_red(out[axis_pixel(pose, [1., 0., 0.])])
+    assert is_red(out[axis_pixel(pose, [1., 0., 0.], (H, W))])
     # without the mesh, pixels away from the axes stay unchanged
     points = torch.as_tensor(load_reference_points(), dtype=torch.float64)
     jaw = np.round(project_pose_points(points[8:9], pose, (H, W))[0, 0].numpy()).astype(int)

@@ -5,12 +5,9 @@ _base_ = './img2pose_r50.py'
 
 pose_coder = dict(
     type='PoseBBoxCoder',
+    face_model={{_base_.face_model}},
     pose_mean={{_base_.pose_mean}},
-    pose_stddev={{_base_.pose_stddev}},
-    bbox_x_factor=1.1,
-    bbox_y_factor=1.1,
-    expand_forehead=0.3,
-    rotation_method='svd')
+    pose_stddev={{_base_.pose_stddev}})
 dof_head = dict(
     type='DoFBBoxHead',
     num_classes=1,
@@ -18,7 +15,7 @@ dof_head = dict(
     roi_feat_size=7,
     fc_out_channels=1024,
     bbox_coder=pose_coder,
-    reg_predictor_cfg=dict(type='DoFPredictor', hidden_channels=256),
+    pose_predictor_cfg=dict(type='DoFPredictor', hidden_channels=256),
     loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
     loss_dof=dict(type='DoFLoss', loss_weight=1.0),
     loss_points=dict(type='PosePointsLoss', loss_weight=1.0))

@@ -12,7 +12,7 @@ wider_root = 'data/WIDER_FACE/'
 wider_meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
                    'flip_direction', 'event', 'name')
 
-# single scale: short side 640 unless the long side would pass 1400 (SPEC §2)
+# single scale: short side 640 unless the long side would pass 1400 (docs/reference.md §2)
 wider_test_pipeline = [
     dict(type='LoadFacePoseImage'),
     dict(type='PoseResize', scale=(1400, 640), keep_ratio=True),

@@ -28,12 +28,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('inputs', nargs='+', help='image files or folders')
     parser.add_argument('--config', default=None,
                         help='model config (default: the packaged configs/img2pose_r18.py)')
-    parser.add_argument('--checkpoint', default=None, help='model weights (.pth)')
+    parser.add_argument('--checkpoint', default=None,
+                        help='model weights (.pth): trained by tools/train.py or converted from '
+                             'the original release')
+    parser.add_argument('--random-weights', action='store_true',
+                        help='run without --checkpoint on random weights (meaningless output; '
+                             'for trying the pipeline only)')
     parser.add_argument('--device', default='auto', help="'cpu', 'cuda', 'cuda:0' or 'auto'")
     parser.add_argument('--score-thr', type=float, default=0.5, help='minimum face confidence')
     parser.add_argument('--max-faces', type=int, default=-1, help='faces per image (<= 0: all)')
-    parser.add_argument('--min-size', type=int, default=640, help='test resize: short side')
-    parser.add_argument('--max-size', type=int, default=1400, help='test resize: long side cap')
+    parser.add_argument('--min-size', type=int, default=None,
+                        help="test resize: short side (default: the config's test scale)")
+    parser.add_argument('--max-size', type=int, default=None,
+                        help="test resize: long side cap (default: the config's test scale)")
     parser.add_argument('--out', default=None,
                         help='output image (one input) or folder (several inputs)')
     parser.add_argument('--json', action='store_true',
@@ -43,7 +50,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--no-axes', action='store_true', help='do not draw the pose axes')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.checkpoint is None and not args.random_weights:
+        parser.error('give --checkpoint <weights.pth> (trained, or converted from the original '
+                     'release), or --random-weights to try the pipeline on random weights')
+    if args.json and args.out is None:
+        parser.error('--json writes next to the output images: give --out too')
+    return args
 
 
 def collect_images(inputs: Sequence[str]) -> List[Path]:

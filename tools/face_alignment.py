@@ -39,7 +39,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('out_dir', help='output folder (mirrors the input folders)')
     parser.add_argument('--config', default=None,
                         help='model config (default: the packaged configs/img2pose_r18.py)')
-    parser.add_argument('--checkpoint', default=None, help='model weights (.pth)')
+    parser.add_argument('--checkpoint', default=None,
+                        help='model weights (.pth): trained by tools/train.py or converted from '
+                             'the original release')
+    parser.add_argument('--random-weights', action='store_true',
+                        help='run without --checkpoint on random weights (meaningless output; '
+                             'for trying the pipeline only)')
     parser.add_argument('--device', default='auto', help="'cpu', 'cuda', 'cuda:0' or 'auto'")
     parser.add_argument('--det-threshold', type=float, default=0.7,
                         help='minimum face confidence')
@@ -50,7 +55,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--face-size', type=int, default=224, help='side of the aligned crops')
     parser.add_argument('--template', default='auto',
                         help="'auto' (best of the 5 multi-pose templates) or one template name")
-    parser.add_argument('--min-size', type=int, default=400, help='test resize: short side')
+    parser.add_argument('--min-size', type=int, default=400,
+                        help="test resize: short side (400 as the original's alignment script; "
+                             "0: the config's test scale)")
     parser.add_argument('--max-size', type=int, default=1400, help='test resize: long side cap')
     parser.add_argument('--ext', default=None,
                         help='output image extension (default: the input\'s, png if unknown)')
@@ -58,6 +65,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='override config settings, key=value')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     args = parser.parse_args(argv)
+    if args.checkpoint is None and not args.random_weights:
+        parser.error('give --checkpoint <weights.pth> (trained, or converted from the original '
+                     'release), or --random-weights to try the pipeline on random weights')
     if args.face_size < 1:
         parser.error(f'--face-size must be positive, got {args.face_size}')
     return args
@@ -155,7 +165,8 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     out_dir = Path(args.out_dir)
     detector = Img2Pose(config=args.config, checkpoint=args.checkpoint, device=args.device,
                         score_threshold=args.det_threshold, max_faces=-1,
-                        min_size=args.min_size, max_size=args.max_size,
+                        min_size=args.min_size or None,
+                        max_size=args.max_size if args.min_size else None,
                         cfg_options=args.cfg_options)
     summary: Dict[str, object] = dict(images=len(files), processed=0, faces=0, no_face=0,
                                       failures=0, failed=[])

@@ -16,10 +16,10 @@ from mmdet.registry import RUNNERS
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmengine import ConfigDict
 from mmengine.runner import Runner
+from tool_args import add_common_args, load_tool_config, parse_tool_args
 
 import img2pose_mm  # noqa: F401  (registers components)
 from img2pose_mm.utils import enable_bf16_inference, setup_cpu_distributed, teardown_distributed
-from img2pose_mm.utils.tools import add_common_args, load_tool_config, parse_tool_args
 
 
 def parse_args():

@@ -5,10 +5,10 @@ import argparse
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+from tool_args import add_common_args, load_tool_config, parse_tool_args
 
 import img2pose_mm  # noqa: F401  (registers components, makes --resume loadable)
 from img2pose_mm.utils import setup_cpu_distributed, teardown_distributed
-from img2pose_mm.utils.tools import add_common_args, load_tool_config, parse_tool_args
 
 
 def parse_args():

@@ -18,7 +18,8 @@ from .alignment import (
     warp_faces,
 )
 from .image_io import load_image, to_rgb_uint8
-from .inference import Img2Pose, build_inference_pipeline, default_config_path, resolve_device
+from .inference import Img2Pose
+from .model_config import build_inference_pipeline, default_config_path, resolve_device
 from .visualize import draw_faces
 
 __all__ = [

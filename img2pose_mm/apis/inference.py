@@ -9,18 +9,17 @@ whole list in one batch.
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import os
 import warnings
-from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config
 
-from img2pose_mm.structures import load_reference_points
+from img2pose_mm.datasets.metainfo import FACE_METAINFO
+from img2pose_mm.structures import FaceModel
 
 from .alignment import (
     SizeLike,
@@ -30,156 +29,44 @@ from .alignment import (
     pose_keypoints,
 )
 from .image_io import ImageSource, load_image
-
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = 'img2pose_r18.py'
-FACE_METAINFO = {'classes': ('face',), 'palette': [(0, 255, 0)]}
+from .model_config import (
+    build_inference_pipeline,
+    default_config_path,
+    load_config,
+    lower_score_thr,
+    resolve_device,
+)
 
 Face = Dict[str, Any]
-
-
-def default_config_path(name: str = DEFAULT_CONFIG) -> Path:
-    """The packaged config ``name``: ``<repo>/configs`` (source or editable install) or
-    ``img2pose_mm/.mim/configs`` (a packaged install)."""
-    candidates = [PACKAGE_DIR.parent / 'configs' / name, PACKAGE_DIR / '.mim' / 'configs' / name]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f'the default config {name} is not installed (looked in '
-                            f'{[str(p) for p in candidates]}); pass config=<path to a config>')
-
-
-def resolve_device(device: Optional[str] = 'auto') -> str:
-    """``'auto'``/``None`` -> ``'cuda'`` when available else ``'cpu'``; others as given."""
-    if device in (None, 'auto'):
-        return 'cuda' if torch.cuda.is_available() else 'cpu'
-    device = str(device)
-    if device.startswith('cuda') and not torch.cuda.is_available():
-        raise RuntimeError(f'device {device!r} requested but CUDA is not available; '
-                           "use device='cpu' or 'auto'")
-    return device
-
-
-def _fix_pose_stats(node: Any) -> List[str]:
-    """Replace missing pose-statistics files of every ``PoseBBoxCoder`` in a config by
-    ``None``: a checkpoint restores the statistics (they are buffers of the head),
-    without one they become mean 0 / std 1. Returns the missing paths."""
-    missing: List[str] = []
-    if isinstance(node, dict):
-        if str(node.get('type', '')).split('.')[-1] == 'PoseBBoxCoder':
-            for key in ('pose_mean', 'pose_stddev'):
-                value = node.get(key)
-                if isinstance(value, (str, os.PathLike)) and not os.path.isfile(value):
-                    missing.append(os.fspath(value))
-                    node[key] = None
-        for value in node.values():
-            missing += _fix_pose_stats(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            missing += _fix_pose_stats(value)
-    return missing
-
-
-def check_checkpoint_format(path: str) -> None:
-    """Refuse an original img2pose file (``{'fpn_model': ...}``): mmdet would load none of
-    its weights (different key names) and leave the model random."""
-    try:
-        ckpt = torch.load(path, map_location='cpu', mmap=True, weights_only=True)
-    except Exception:   # noqa: BLE001 - not peekable here: init_detector reports real problems
-        return
-    if isinstance(ckpt, dict) and 'fpn_model' in ckpt and 'state_dict' not in ckpt:
-        raise ValueError(f'{path} is an original img2pose checkpoint; convert it first: '
-                         f'python tools/model_converters/img2pose_to_mmdet.py {path} '
-                         '<converted.pth> (and use configs/img2pose_r18_original.py to '
-                         'reproduce its numbers)')
-
-
-def _lower_score_thr(node: Any, threshold: float) -> None:
-    """Let ``test_cfg.rcnn.score_thr`` pass every score the API keeps."""
-    rcnn = node.get('rcnn') if isinstance(node, dict) else None
-    if isinstance(rcnn, dict) and 'score_thr' in rcnn:
-        rcnn['score_thr'] = min(float(rcnn['score_thr']), float(threshold))
-
-
-def build_inference_pipeline(cfg: Config, min_size: Optional[int] = None,
-                             max_size: Optional[int] = None) -> List[dict]:
-    """The config's test pipeline for in-memory images.
-
-    The image-loading step becomes ``mmdet.LoadImageFromNDArray``, annotation loading
-    goes, ``instances`` leaves the packed meta keys, and with ``min_size``/``max_size``
-    the resize becomes ``PoseResize(scale=(max_size, min_size), keep_ratio=True)``
-    (short side ``min_size`` unless the long side would pass ``max_size``). When only one
-    of them is given, the other comes from the config's resize ``scale``.
-    """
-    from mmdet.utils import get_test_pipeline_cfg
-    pipeline = copy.deepcopy(get_test_pipeline_cfg(cfg))
-    pipeline = [p.to_dict() if isinstance(p, ConfigDict) else dict(p) for p in pipeline]
-    if (min_size is None) != (max_size is None):
-        scales = [tuple(p['scale']) for p in pipeline if 'Resize' in str(p.get('type', ''))
-                  and isinstance(p.get('scale'), (list, tuple)) and len(p['scale']) == 2]
-        if not scales:
-            raise ValueError('give both min_size and max_size: the config has no resize '
-                             'scale to take the other from')
-        min_size = min(scales[0]) if min_size is None else min_size
-        max_size = max(scales[0]) if max_size is None else max_size
-    if min_size is not None:
-        min_size, max_size = int(min_size), int(max_size)
-        if min_size < 1 or max_size < min_size:
-            raise ValueError(f'need 1 <= min_size <= max_size, got {min_size}, {max_size}')
-    result: List[dict] = []
-    loaded = resized = False
-    for step in pipeline:
-        kind = str(step.get('type', '')).split('.')[-1]
-        if kind in ('TestTimeAug', 'MultiScaleFlipAug'):
-            raise ValueError(f'{kind} test pipelines are not supported by Img2Pose; use a '
-                             'config with a single-scale test pipeline')
-        if 'Annotation' in kind:
-            continue
-        if not loaded and kind.startswith('Load') and 'Image' in kind:
-            result.append(dict(type='mmdet.LoadImageFromNDArray'))
-            loaded = True
-            continue
-        if 'Resize' in kind and min_size is not None:
-            if kind in ('PoseResize', 'Resize'):     # keep its other settings
-                step = {k: v for k, v in step.items() if k != 'scale_factor'}
-                step.update(scale=(max_size, min_size), keep_ratio=True)
-            else:
-                step = dict(type='PoseResize', scale=(max_size, min_size), keep_ratio=True)
-            resized = True
-        if kind.startswith('Pack') and 'meta_keys' in step:
-            keys = [k for k in step['meta_keys'] if k != 'instances']
-            for key in ('ori_shape', 'img_shape', 'scale_factor'):
-                if key not in keys:
-                    keys.append(key)
-            step['meta_keys'] = tuple(keys)
-        result.append(step)
-    if not loaded:
-        result.insert(0, dict(type='mmdet.LoadImageFromNDArray'))
-    if min_size is not None and not resized:
-        result.insert(1, dict(type='PoseResize', scale=(max_size, min_size), keep_ratio=True))
-    return result
+CHANNEL_ORDERS = ('rgb', 'bgr')
 
 
 class Img2Pose:
     """Detect faces with their 6DoF poses, and align them.
 
     Args:
-        config: config path or :class:`mmengine.Config` (``None``: the packaged
-            ``configs/img2pose_r18.py``).
-        checkpoint: weights (``.pth``); ``None`` gives a randomly initialised model.
+        config: config path or :class:`mmengine.Config`; ``None``: the config the
+            checkpoint was trained or converted with (``meta['cfg']``), else the
+            packaged ``configs/img2pose_r18.py``.
+        checkpoint: weights (``.pth``, trained by ``tools/train.py`` or converted from the
+            original release). ``None`` gives a randomly initialised model, with a
+            warning: its detections are meaningless.
         device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ... or ``'auto'``.
         score_threshold: faces with a lower confidence are dropped.
         max_faces: keep at most this many faces per image (the most confident);
             ``<= 0`` keeps all.
         min_size, max_size: test resize (short side ``min_size`` unless the long side
-            would pass ``max_size``); ``None`` keeps the config's resize.
+            would pass ``max_size``); ``None`` (default) keeps the config's test resize.
         cfg_options: overrides merged into the config (as ``--cfg-options``).
         batch_size: images per forward pass of :meth:`detect_faces` (``None``: the
             whole list at once).
+        channel_order: colour order of *arrays* passed in: ``'rgb'`` (default, as PIL
+            and matplotlib) or ``'bgr'`` (``cv2.imread``). Paths and PIL images are
+            always read correctly.
 
-    Pose statistics: files named by the config that do not exist are ignored — a
-    checkpoint restores the statistics it was trained with (they are buffers of the
-    head); a model without checkpoint uses mean 0 / std 1.
+    The pose statistics and the face model come from the checkpoint (they are the pose
+    head's state); files the config names for them that do not exist are ignored when a
+    checkpoint is given.
 
     Each face is ``{'box': [x1, y1, x2, y2], 'confidence': float, 'pose': [rx, ry, rz,
     tx, ty, tz], 'keypoints': {'left_eye': [x, y], 'right_eye', 'nose', 'mouth_left',
@@ -194,46 +81,33 @@ class Img2Pose:
                  device: Optional[str] = 'auto',
                  score_threshold: float = 0.5,
                  max_faces: int = -1,
-                 min_size: Optional[int] = 640,
-                 max_size: Optional[int] = 1400,
+                 min_size: Optional[int] = None,
+                 max_size: Optional[int] = None,
                  cfg_options: Optional[dict] = None,
-                 batch_size: Optional[int] = None) -> None:
+                 batch_size: Optional[int] = None,
+                 channel_order: str = 'rgb') -> None:
         from mmcv.transforms import Compose
         from mmdet.apis import init_detector
         from mmdet.registry import TRANSFORMS
 
-        if config is None:
-            config = default_config_path()
-        if isinstance(config, (str, os.PathLike)):
-            if not os.path.isfile(config):
-                raise FileNotFoundError(f'config file not found: {os.fspath(config)}')
-            cfg = Config.fromfile(os.fspath(config))
-        elif isinstance(config, Config):
-            cfg = copy.deepcopy(config)
-        else:
-            raise TypeError(f'config must be a path or an mmengine Config, got '
-                            f'{type(config).__name__}')
-        if cfg_options:
-            cfg.merge_from_dict(cfg_options)
         if checkpoint is not None:
             checkpoint = os.fspath(checkpoint)
-            if not os.path.isfile(checkpoint):
-                raise FileNotFoundError(f'checkpoint file not found: {checkpoint}')
-            check_checkpoint_format(checkpoint)
         if batch_size is not None and int(batch_size) < 1:
             raise ValueError(f'batch_size must be >= 1 or None, got {batch_size}')
+        if channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f'channel_order must be one of {CHANNEL_ORDERS}, got '
+                             f'{channel_order!r}')
         self.score_threshold = float(score_threshold)
         self.max_faces = int(max_faces)
         self.batch_size = None if batch_size is None else int(batch_size)
+        self.channel_order = channel_order
         self.device = resolve_device(device)
-
-        missing = _fix_pose_stats(cfg.model)
-        if missing and checkpoint is None:
-            warnings.warn(f'pose statistics {missing} not found and no checkpoint given: '
-                          'using mean 0 / std 1', stacklevel=2)
-        _lower_score_thr(cfg.model.get('test_cfg', {}), self.score_threshold)
-        if 'init_cfg' in cfg.model.get('backbone', {}):
-            cfg.model.backbone.init_cfg = None      # never fetch pretrained weights here
+        cfg = load_config(config, checkpoint, cfg_options)
+        lower_score_thr(cfg, self.score_threshold)
+        if checkpoint is None:
+            warnings.warn('Img2Pose without a checkpoint: the weights are random and its '
+                          'detections meaningless (pass checkpoint=<trained or converted .pth>)',
+                          stacklevel=2)
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
@@ -257,18 +131,20 @@ class Img2Pose:
         self.cfg = self.model.cfg
         self.pipeline_cfg = build_inference_pipeline(cfg, min_size, max_size)
         self.pipeline = Compose([TRANSFORMS.build(step) for step in self.pipeline_cfg])
-        self.reference_points = self._alignment_points()
+        self.face_model = self._face_model()
+        self.reference_points = self.face_model.points_5.numpy().astype(np.float64)
 
     # ------------------------------------------------------------------ helpers
-    def _alignment_points(self) -> np.ndarray:
-        """The model's 5 reference points (its coder's), else the packaged ones."""
+    def _face_model(self) -> FaceModel:
+        """The face model the detector decodes with (its last pose head's)."""
         head = getattr(getattr(self.model, 'roi_head', None), 'bbox_head', None)
-        heads = head if isinstance(head, (list, tuple, torch.nn.ModuleList)) else [head]
-        for item in heads:
-            points = getattr(getattr(item, 'bbox_coder', None), 'points5', None)
-            if points is not None:
-                return np.asarray(torch.as_tensor(points).cpu(), dtype=np.float64)
-        return load_reference_points(num_points=5).astype(np.float64)
+        heads = list(head) if isinstance(head, (list, tuple, torch.nn.ModuleList)) else [head]
+        heads.append(getattr(self.model, 'bbox_head', None))     # one-stage detectors
+        for item in reversed(heads):
+            coder = getattr(item, 'bbox_coder', None)
+            if isinstance(getattr(coder, 'face_model', None), FaceModel):
+                return coder.face_model
+        return FaceModel()
 
     @staticmethod
     def _as_batch(images: Any) -> Tuple[List[Any], bool]:
@@ -276,10 +152,17 @@ class Img2Pose:
             return list(images), True
         return [images], False
 
-    @staticmethod
-    def _load(images: List[Any], is_batch: bool) -> List[np.ndarray]:
-        return [load_image(img, f'images[{i}]' if is_batch else 'image')
+    def _load(self, images: List[Any], is_batch: bool) -> List[np.ndarray]:
+        return [self._load_one(img, f'images[{i}]' if is_batch else 'image')
                 for i, img in enumerate(images)]
+
+    def _load_one(self, image: ImageSource, name: str = 'image') -> np.ndarray:
+        """An RGB uint8 array of ``image`` (arrays are read in ``channel_order``)."""
+        array = load_image(image, name)
+        if self.channel_order == 'bgr' and isinstance(image, np.ndarray) and image.ndim == 3 \
+                and image.shape[2] >= 3:
+            array = np.ascontiguousarray(array[..., ::-1])
+        return array
 
     @torch.no_grad()
     def predict(self, images: Sequence[np.ndarray]) -> list:
@@ -330,10 +213,12 @@ class Img2Pose:
             images: a path, a PIL image, an RGB array, or a list/tuple of them.
         """
         items, is_batch = self._as_batch(images)
-        arrays = self._load(items, is_batch)
-        samples = self.predict(arrays)
-        faces = [self._to_faces(s, a.shape[:2]) for s, a in zip(samples, arrays)]
+        faces = self._detect(self._load(items, is_batch))
         return faces if is_batch else faces[0]
+
+    def _detect(self, arrays: List[np.ndarray]) -> List[List[Face]]:
+        """Faces of RGB uint8 arrays."""
+        return [self._to_faces(s, a.shape[:2]) for s, a in zip(self.predict(arrays), arrays)]
 
     __call__ = detect_faces
 
@@ -346,7 +231,10 @@ class Img2Pose:
             ``return_array=False``: a list of RGB ``PIL.Image``; else an ``(N, S, S, 3)``
             uint8 RGB array (``(0, S, S, 3)`` without faces).
         """
-        array = image if _is_rgb_uint8(image) else load_image(image)
+        return self._align(self._load_one(image), faces, output_size, return_array, template)
+
+    def _align(self, array: np.ndarray, faces, output_size: SizeLike, return_array: bool,
+               template: Union[str, int]):
         keypoints = keypoints_from_faces(faces, array.shape[:2], self.reference_points)
         crops = align_faces(array, keypoints, output_size, template)
         return crops if return_array else _to_pil(crops)
@@ -357,9 +245,9 @@ class Img2Pose:
         """Detect the faces of one image and align them: a list of
         ``{'image', 'box', 'confidence', 'pose', 'keypoints'}`` (``'image'``: PIL image,
         or an ``(S, S, 3)`` array with ``return_array``)."""
-        array = load_image(image)
-        faces = self.detect_faces(array)
-        crops = self.align_faces(array, faces, output_size, return_array=True, template=template)
+        array = self._load_one(image)
+        faces = self._detect([array])[0]
+        crops = self._align(array, faces, output_size, True, template)
         images = list(crops) if return_array else _to_pil(crops)
         return [{'image': crop, **face} for crop, face in zip(images, faces)]
 
@@ -374,8 +262,8 @@ class Img2Pose:
             raise ValueError(f'got {len(images)} images but faces for {len(faces_per_image)}')
         results = []
         for i, (image, faces) in enumerate(zip(images, faces_per_image)):
-            array = load_image(image, f'images[{i}]')
-            results.append(self.align_faces(array, faces, output_size, return_array, template))
+            array = self._load_one(image, f'images[{i}]')
+            results.append(self._align(array, faces, output_size, return_array, template))
         return results
 
     def __repr__(self) -> str:
@@ -394,11 +282,6 @@ def _quiet_logger(level: int = logging.WARNING) -> Iterator[None]:
         yield
     finally:
         logger.setLevel(before)
-
-
-def _is_rgb_uint8(image: Any) -> bool:
-    return (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
-            and image.shape[2] == 3 and image.shape[0] > 0 and image.shape[1] > 0)
 
 
 def _to_pil(crops: np.ndarray) -> list:

@@ -1,5 +1,5 @@
 """Face-pose datasets and transforms, registered in mmdet's registries on import."""
-from .face_annotations import LANDMARK_MISSING, POSE_SENTINEL, AnnotationError, make_data_info
+from .face_annotations import AnnotationError, make_data_info
 from .face_pose_dataset import (
     FACE_METAINFO,
     BaseFacePoseDataset,
@@ -22,7 +22,7 @@ from .transforms import (
 )
 
 __all__ = [
-    'POSE_SENTINEL', 'LANDMARK_MISSING', 'AnnotationError', 'RecordError', 'make_data_info',
+    'AnnotationError', 'RecordError', 'make_data_info',
     'FACE_METAINFO', 'BaseFacePoseDataset', 'FacePoseLMDBDataset', 'FacePoseJSONDataset',
     'LoadFacePoseImage', 'LoadFacePoseAnnotations', 'PoseRandomFlip', 'PoseRandomCrop',
     'PoseResize', 'PoseMultiScaleResize', 'RandomContrast', 'RandomNoise', 'PoseToBBox',

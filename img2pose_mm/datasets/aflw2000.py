@@ -9,7 +9,7 @@ Layout (the official release)::
 translation/scale belong to 3DDFA's weak-perspective model and are not used).
 ``pt3d_68`` rows are x, y (pixels) and z of the 68 landmarks.
 
-Ground truth per image (SPEC §7, img2pose's AFLW2000-3D evaluation):
+Ground truth per image (docs/reference.md §7, img2pose's AFLW2000-3D evaluation):
 
 * rotation = ``euler_to_rotvec`` of ``Pose_Para[:3]`` in degrees, so ground truth and
   predictions go through the one Euler convention of :mod:`img2pose_mm.structures`;
@@ -38,12 +38,9 @@ from mmdet.datasets import BaseDetDataset
 from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 
-from img2pose_mm.structures import (
-    euler_to_rotvec,
-    load_reference_points,
-    points_to_bbox,
-    pose_from_landmarks,
-)
+from img2pose_mm.structures import FaceModel, FaceModelLike, FacePoses, euler_to_rotvec
+
+from .metainfo import FACE_METAINFO
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 
@@ -79,9 +76,12 @@ class AFLW2000Dataset(BaseDetDataset):
     ``data_info``::
 
         dict(img_id='image00002', img_path=..., mat_path=..., height=H, width=W,
-             instances=[dict(bbox=[x1, y1, x2, y2], bbox_label=0, ignore_flag=0,
-                             pose=array(6), pose_valid=True, landmarks=array(68, 2),
-                             pose_para=array(7), landmark_pose=array(6))])
+             instances=[dict(bbox=[x1, y1, x2, y2], bbox_label=0, ignore_flag=0)],
+             poses=FacePoses(1), landmarks=array(1, 68, 2), gt_euler=array(1, 3),
+             pose_para=array(1, 7), landmark_poses=array(1, 6))
+
+    ``gt_euler`` holds the ground-truth (pitch, yaw, roll) in degrees that
+    :class:`~img2pose_mm.evaluation.HeadPoseMetric` compares with (pack it as a meta key).
 
     Args:
         ann_file: optional list of images (one per line, first column a file name
@@ -89,17 +89,17 @@ class AFLW2000Dataset(BaseDetDataset):
             every ``.mat`` of the image folder that has an image beside it.
         data_prefix: ``dict(img='AFLW2000/')``.
         max_angle: skip images with an ``|angle|`` above it (degrees); None keeps all.
-        reference_points: ``.npy`` 68 reference points for EPnP (default: the packaged
-            face; pass the original ``reference_3d_68_points_trans.npy`` when
-            evaluating converted original weights).
+        face_model: the face model of the EPnP translation and the box rule (default:
+            the packaged face; give the original's reference points when evaluating
+            the translation of converted original weights).
     """
 
-    METAINFO = {'classes': ('face',), 'palette': [(0, 255, 0)]}
+    METAINFO = FACE_METAINFO
 
     def __init__(self, *args, max_angle: Optional[float] = 99.0,
-                 reference_points: Optional[str] = None, **kwargs) -> None:
+                 face_model: FaceModelLike = None, **kwargs) -> None:
         self.max_angle = max_angle
-        self.reference_points = reference_points
+        self.face_model = FaceModel.build(face_model)
         self.skipped_images: List[str] = []
         kwargs.setdefault('data_prefix', dict(img=''))
         super().__init__(*args, **kwargs)
@@ -127,7 +127,6 @@ class AFLW2000Dataset(BaseDetDataset):
     def load_data_list(self) -> List[dict]:
         """Read every .mat, filter by angle, derive the pose, translation and box."""
         folder = self.data_prefix.get('img', self.data_prefix.get('img_path', ''))
-        points = load_reference_points(self.reference_points, 68)
         self.skipped_images = []
         data_list = []
         for stem in self._image_stems(folder):
@@ -143,19 +142,19 @@ class AFLW2000Dataset(BaseDetDataset):
                 raise ValueError(f'cannot read image {img_path}')
             height, width = img.shape[:2]
             landmarks = ann['landmarks']
-            pnp, solved = pose_from_landmarks(landmarks[None], points, (height, width))
+            pnp, solved = self.face_model.pose_from_landmarks(landmarks[None], (height, width))
             pnp = pnp[0]
             rotvec = euler_to_rotvec(torch.from_numpy(angles))
             roll = pnp[2] if bool(solved[0]) else rotvec[2]
-            bbox = points_to_bbox(torch.from_numpy(landmarks)[None], roll[None],
-                                  (height, width))[0]
-            pose = torch.cat([rotvec, pnp[3:]]).numpy()
+            bbox = self.face_model.points_to_bbox(torch.from_numpy(landmarks)[None], roll[None],
+                                                  (height, width))[0]
+            pose = torch.cat([rotvec, pnp[3:]])[None]
             data_list.append(dict(
                 img_id=stem, img_path=img_path, mat_path=stem_path + '.mat', height=height,
-                width=width,
-                instances=[dict(bbox=bbox.tolist(), bbox_label=0, ignore_flag=0, pose=pose,
-                                pose_valid=True, landmarks=landmarks.astype(np.float32),
-                                pose_para=ann['pose_para'], landmark_pose=pnp.numpy())]))
+                width=width, instances=[dict(bbox=bbox.tolist(), bbox_label=0, ignore_flag=0)],
+                poses=FacePoses(pose, solved, (height, width)),
+                landmarks=landmarks.astype(np.float32)[None], gt_euler=angles[None],
+                pose_para=ann['pose_para'][None], landmark_poses=pnp.numpy()[None]))
         if self.skipped_images:
             print_log(f'AFLW2000-3D: skipped {len(self.skipped_images)} images with an angle '
                       f'above {self.max_angle} degrees; {len(data_list)} remain',

@@ -9,7 +9,7 @@ Assumed layout (the common ``hpdb`` release)::
 optional blank line, then one row with the head-centre translation (millimetres,
 Kinect camera frame).
 
-Ground truth (SPEC §7): the rotation is the 3x3 matrix **as written** (rows = file
+Ground truth (docs/reference.md §7): the rotation is the 3x3 matrix **as written** (rows = file
 lines) turned into a rotation vector; its :func:`~img2pose_mm.structures.pose_to_euler`
 angles equal the ones the HopeNet/FSA-Net/img2pose BIWI evaluations derive from the
 transposed matrix. The millimetre translation lives in another camera and unit than
@@ -29,7 +29,10 @@ import torch
 from mmdet.datasets import BaseDetDataset
 from mmdet.registry import DATASETS
 
-from img2pose_mm.structures import matrix_to_rotvec
+from img2pose_mm.structures import FacePoses, matrix_to_rotvec, pose_to_euler
+
+from .face_annotations import image_shape_from_header
+from .metainfo import FACE_METAINFO
 
 FRAME_PATTERN = re.compile(r'^(frame_\d+)_rgb\.(png|jpg)$')
 
@@ -71,9 +74,13 @@ class BIWIDataset(BaseDetDataset):
 
         dict(img_id='01/frame_00003', img_path=..., pose_path=..., sequence='01',
              frame='frame_00003',
-             instances=[dict(bbox_label=0, ignore_flag=0, pose=array(6) (NaN
-                             translation), pose_valid=True, rotation_matrix=array(3, 3),
-                             translation_mm=array(3))])
+             instances=[dict(bbox=[nan] * 4, bbox_label=0, ignore_flag=0)],
+             poses=FacePoses(1) (invalid: no translation in img2pose's camera),
+             gt_euler=array(1, 3), rotation_matrices=array(1, 3, 3),
+             translations_mm=array(1, 3))
+
+    ``gt_euler`` holds the ground-truth (pitch, yaw, roll) in degrees that
+    :class:`~img2pose_mm.evaluation.HeadPoseMetric` compares with (pack it as a meta key).
 
     Args:
         ann_file: optional frame list, one per line, first column the RGB image path
@@ -84,7 +91,7 @@ class BIWIDataset(BaseDetDataset):
         data_prefix: ``dict(img='hpdb/')``.
     """
 
-    METAINFO = {'classes': ('face',), 'palette': [(0, 255, 0)]}
+    METAINFO = FACE_METAINFO
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault('data_prefix', dict(img=''))
@@ -122,13 +129,14 @@ class BIWIDataset(BaseDetDataset):
             seq = osp.basename(osp.dirname(img_path))
             pose_path = osp.join(osp.dirname(img_path), f'{frame}_pose.txt')
             rot, trans = read_biwi_pose(pose_path)
-            rotvec = matrix_to_rotvec(torch.from_numpy(rot)).numpy()
-            pose = np.concatenate([rotvec, np.full(3, np.nan)])
+            rotvec = matrix_to_rotvec(torch.from_numpy(rot))
             data_list.append(dict(
                 img_id=f'{seq}/{frame}', img_path=img_path, pose_path=pose_path, sequence=seq,
-                frame=frame,
-                instances=[dict(bbox_label=0, ignore_flag=0, pose=pose, pose_valid=True,
-                                rotation_matrix=rot, translation_mm=trans)]))
+                frame=frame, instances=[dict(bbox=[np.nan] * 4, bbox_label=0, ignore_flag=0)],
+                poses=FacePoses(np.zeros((1, 6)), np.zeros(1, dtype=bool),
+                                image_shape_from_header(img_path)),
+                gt_euler=pose_to_euler(rotvec[None]).numpy(), rotation_matrices=rot[None],
+                translations_mm=trans[None]))
         return data_list
 
 

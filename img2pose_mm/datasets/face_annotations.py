@@ -11,11 +11,10 @@ A landmark set that contains ``-1`` means "no pose for that face". An optional
 training.
 
 Shared by the JSON -> LMDB converter and by :class:`FacePoseJSONDataset` so that both
-annotate an image the same way: EPnP pose per face with the full-image camera
-(:func:`~img2pose_mm.structures.pose_from_landmarks`), the face box built from the
-pose (:func:`~img2pose_mm.structures.pose_to_bbox`) and the pose local to that box
-(:func:`~img2pose_mm.structures.global_to_local`). Faces without a pose get the
-sentinel :data:`POSE_SENTINEL` in every pose field.
+annotate an image the same way: EPnP pose per face with the full-image camera, the face
+box built from the pose and the pose local to that box, all through the
+:class:`~img2pose_mm.structures.FaceModel`. Faces without a pose are invalid rows of the
+:class:`~img2pose_mm.structures.FacePoses`.
 """
 from __future__ import annotations
 
@@ -29,17 +28,13 @@ import numpy as np
 import torch
 
 from img2pose_mm.structures import (
-    global_to_local,
+    LANDMARK_MISSING,
+    FaceModel,
+    FaceModelLike,
+    FacePoses,
     landmarks_valid,
-    load_reference_points,
-    pose_from_landmarks,
-    pose_to_bbox,
 )
 
-#: Value of every pose field (global, local, pose box) of a face without a pose.
-POSE_SENTINEL = -9.0
-#: Value of every landmark coordinate of a face without usable landmarks.
-LANDMARK_MISSING = -1.0
 #: Why a face has no pose (codes stored in the ``pose_status`` array).
 POSE_STATUS = ('ok', 'landmarks missing (-1)', 'EPnP failed', 'pose behind the camera',
                'pose box outside the image')
@@ -211,96 +206,67 @@ def image_shape_from_header(path: str) -> Tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------- poses
-class ReferenceFace:
-    """The 68 and 5 reference points used to label faces (packaged ones by default)."""
-
-    def __init__(self, points_68: Optional[str] = None, points_5: Optional[str] = None):
-        self.path_68, self.path_5 = points_68, points_5
-        self.points_68 = load_reference_points(points_68, 68)
-        self.points_5 = load_reference_points(points_5, 5)
-
-    def for_landmarks(self, num_points: int) -> np.ndarray:
-        """The reference points matching landmarks of ``num_points`` points."""
-        if num_points == 68:
-            return self.points_68
-        if num_points == 5:
-            return self.points_5
-        raise ValueError(f'landmarks must have 5 or 68 points, got {num_points}')
-
-
 def annotate_faces(landmarks: np.ndarray, img_shape: Sequence[int],
-                   reference: ReferenceFace) -> Dict[str, np.ndarray]:
+                   face_model: FaceModelLike = None) -> Dict[str, Any]:
     """Poses of the faces of one image from their landmarks.
 
     Args:
-        landmarks: ``(N, M, 2)``, rows with ``-1`` = no pose.
+        landmarks: ``(N, M, 2)`` (M = 5 or 68), rows with ``-1`` = no pose.
         img_shape: ``(h, w)`` of the image the landmarks live in.
-        reference: the reference points.
+        face_model: the face model (reference points, box rule); default: packaged.
 
     Returns:
-        dict of float64 arrays ``poses`` ``(N, 6)`` (global), ``pose_bboxes`` ``(N, 4)``
-        (:func:`pose_to_bbox`), ``local_poses`` ``(N, 6)`` (w.r.t. the pose boxes),
-        bool ``pose_valid`` ``(N,)`` and int8 ``pose_status`` ``(N,)`` (index into
-        :data:`POSE_STATUS`). Faces without a pose hold :data:`POSE_SENTINEL`.
+        dict with ``poses`` (:class:`FacePoses`, float64, global EPnP poses in the image
+        camera), ``local_poses`` (:class:`FacePoses` w.r.t. each face's pose box, i.e.
+        :meth:`FacePoses.to_bboxes`) and int8 ``pose_status`` ``(N,)`` (index into
+        :data:`POSE_STATUS`).
     """
+    face_model = FaceModel.build(face_model)
     landmarks = np.asarray(landmarks, dtype=np.float64)
-    num = len(landmarks)
     img_shape = (int(img_shape[0]), int(img_shape[1]))
-    poses = np.full((num, 6), POSE_SENTINEL)
-    boxes = np.full((num, 4), POSE_SENTINEL)
-    local = np.full((num, 6), POSE_SENTINEL)
-    status = np.zeros(num, dtype=np.int8)
-    if num == 0:
-        return dict(poses=poses, pose_bboxes=boxes, local_poses=local,
-                    pose_valid=np.zeros(0, dtype=bool), pose_status=status)
+    status = np.zeros(len(landmarks), dtype=np.int8)
+    if len(landmarks) == 0:
+        empty = FacePoses.empty(img_shape, torch.float64)
+        return dict(poses=empty, local_poses=empty.clone(), pose_status=status)
     has_landmarks = landmarks_valid(landmarks)
     status[~has_landmarks] = 1
-    est, solved = pose_from_landmarks(landmarks, reference.for_landmarks(landmarks.shape[1]),
-                                      img_shape)
-    est, solved = est.numpy(), solved.numpy()
+    poses = FacePoses.from_landmarks(landmarks, img_shape, face_model, torch.float64)
+    solved = poses.valid.numpy()
     status[has_landmarks & ~solved] = 2
-    front = solved & (np.nan_to_num(est[:, 5], nan=-1.0) > 0)
+    front = solved & (np.nan_to_num(poses.tensor[:, 5].numpy(), nan=-1.0) > 0)
     status[solved & ~front] = 3
-    valid = front.copy()
+    boxes = poses.to_bboxes(face_model)
+    inside = ((boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)).numpy()
+    status[front & ~inside] = 4
+    valid = torch.from_numpy(front & inside)
+    local = torch.full_like(poses.tensor, float('nan'))
     if valid.any():
-        pose_t = torch.from_numpy(est[valid])
-        box_t = pose_to_bbox(pose_t, torch.from_numpy(reference.points_68).double(), img_shape)
-        box = box_t.numpy()
-        inside = (box[:, 2] - box[:, 0] >= 1) & (box[:, 3] - box[:, 1] >= 1)
-        idx = np.flatnonzero(valid)
-        status[idx[~inside]] = 4
-        valid[idx[~inside]] = False
-        if inside.any():
-            keep = idx[inside]
-            poses[keep] = est[keep]
-            boxes[keep] = box[inside]
-            local[keep] = global_to_local(pose_t[inside], box_t[inside], img_shape).numpy()
-    return dict(poses=poses, pose_bboxes=boxes, local_poses=local, pose_valid=valid,
-                pose_status=status)
+        local[valid] = face_model.encode(poses.tensor[valid], boxes[valid], img_shape)
+    return dict(poses=FacePoses(poses.tensor, valid, img_shape),
+                local_poses=FacePoses(local, valid, img_shape), pose_status=status)
 
 
 # ----------------------------------------------------------------------------- data_info
 def make_data_info(img_id: str, img_path: str, height: int, width: int, bboxes: np.ndarray,
-                   poses: np.ndarray, pose_valid: np.ndarray, landmarks: np.ndarray,
-                   **extra: Any) -> Dict[str, Any]:
-    """An mmdet ``data_info`` dict for one image (shared by the LMDB and folder datasets).
+                   poses: FacePoses, landmarks: np.ndarray, **extra: Any) -> Dict[str, Any]:
+    """An mmdet ``data_info`` dict for one image (shared by the face-pose datasets).
 
-    Each instance has ``bbox`` (the annotated box), ``bbox_label`` 0, ``ignore_flag``
-    (1 for faces without a pose), ``pose`` (float64 ``(6,)``, :data:`POSE_SENTINEL`
-    when missing), ``pose_valid`` and ``landmarks`` (float32 ``(M, 2)``, -1 when
-    missing).
+    ``instances`` hold what mmdet's ``LoadAnnotations`` reads: ``bbox`` (the annotated
+    box), ``bbox_label`` 0 and ``ignore_flag`` (1 for faces without a pose). The poses
+    stay one :class:`FacePoses` (float32) under ``poses``, the landmarks one float32
+    ``(N, M, 2)`` array under ``landmarks``.
     """
+    bboxes = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
+    if len(poses) != len(bboxes):
+        raise ValueError(f'{len(poses)} poses for {len(bboxes)} boxes')
+    valid = poses.valid.tolist()
+    instances = [dict(bbox=[float(v) for v in box], bbox_label=0, ignore_flag=int(not ok))
+                 for box, ok in zip(bboxes, valid)]
     landmarks = np.asarray(landmarks, dtype=np.float32)
-    instances = []
-    for i in range(len(bboxes)):
-        valid = bool(pose_valid[i])
-        instances.append(dict(
-            bbox=[float(v) for v in bboxes[i]], bbox_label=0, ignore_flag=int(not valid),
-            pose=np.asarray(poses[i], dtype=np.float64) if valid
-            else np.full(6, POSE_SENTINEL), pose_valid=valid, landmarks=landmarks[i]))
+    if landmarks.ndim != 3:
+        landmarks = np.full((len(bboxes), 68, 2), LANDMARK_MISSING, dtype=np.float32)
     info = dict(img_id=img_id, img_path=img_path, height=int(height), width=int(width),
-                num_landmarks=int(landmarks.shape[1]) if landmarks.ndim == 3 else 68,
-                instances=instances)
+                instances=instances, poses=poses.to(torch.float32), landmarks=landmarks)
     info.update(extra)
     return info
 
@@ -321,8 +287,8 @@ def save_array_atomic(path: str, array: np.ndarray) -> None:
 
 
 __all__ = [
-    'POSE_SENTINEL', 'LANDMARK_MISSING', 'POSE_STATUS', 'AnnotationError', 'parse_annotation',
+    'POSE_STATUS', 'AnnotationError', 'parse_annotation',
     'parse_json_line', 'iter_json_list', 'resolve_image_path', 'read_image_bytes',
-    'decode_image', 'image_shape_from_header', 'ReferenceFace', 'annotate_faces',
+    'decode_image', 'image_shape_from_header', 'annotate_faces',
     'make_data_info', 'pose_statistics', 'save_array_atomic',
 ]

@@ -4,13 +4,12 @@ plain folder variant (images + JSON list) for small or quick data.
 ``data_info`` of both (see :func:`~img2pose_mm.datasets.face_annotations.make_data_info`)::
 
     dict(img_id='00000012', img_path='/abs/path/img.jpg', height=H, width=W,
-         num_landmarks=68,
-         instances=[dict(bbox=[x1, y1, x2, y2], bbox_label=0, ignore_flag=0,
-                         pose=array(6), pose_valid=True, landmarks=array(M, 2)), ...])
+         instances=[dict(bbox=[x1, y1, x2, y2], bbox_label=0, ignore_flag=0), ...],
+         poses=FacePoses(N, img_shape=(H, W)), landmarks=array(N, M, 2))
 
-Faces without a pose have ``ignore_flag=1``, ``pose_valid=False``, a pose of -9 and
-landmarks of -1; put :class:`BlackOutFacesWithoutPose` in the pipeline to black them out
-and drop them, or leave them as ignored instances.
+Faces without a pose have ``ignore_flag=1``, an invalid row in ``poses`` and landmarks
+of -1; put :class:`BlackOutFacesWithoutPose` in the pipeline to black them out and drop
+them, or leave them as ignored instances.
 
 Sample pipelines (``PackFacePoseInputs`` gives ``gt_instances.poses``/``.landmarks``)::
 
@@ -51,16 +50,17 @@ from __future__ import annotations
 
 import logging
 import os.path as osp
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Tuple
 
 import numpy as np
 from mmdet.datasets import BaseDetDataset
 from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 
+from img2pose_mm.structures import FaceModel, FaceModelLike, FacePoses
+
 from .face_annotations import (
     AnnotationError,
-    ReferenceFace,
     annotate_faces,
     image_shape_from_header,
     iter_json_list,
@@ -69,8 +69,8 @@ from .face_annotations import (
     resolve_image_path,
 )
 from .lmdb_record import RecordError, decode_record, read_keys, shared_readonly_env
+from .metainfo import FACE_METAINFO
 
-FACE_METAINFO = {'classes': ('face',), 'palette': [(0, 255, 0)]}
 _ARRAY_KEYS = ('bboxes', 'poses', 'pose_valid', 'landmarks')
 
 
@@ -145,11 +145,12 @@ class FacePoseLMDBDataset(BaseFacePoseDataset):
                 absent = [k for k in _ARRAY_KEYS if k not in arrays]
                 if absent:
                     raise RecordError(f'{path}: record {key!r} lacks {absent}')
+                img_shape = (header['height'], header['width'])
                 data_list.append(make_data_info(
-                    img_id=key, img_path=header['image_path'], height=header['height'],
-                    width=header['width'], bboxes=arrays['bboxes'], poses=arrays['poses'],
-                    pose_valid=arrays['pose_valid'], landmarks=arrays['landmarks'],
-                    lmdb_key=key, source_line=header.get('line')))
+                    img_id=key, img_path=header['image_path'], height=img_shape[0],
+                    width=img_shape[1], bboxes=arrays['bboxes'],
+                    poses=FacePoses.from_numpy(arrays['poses'], img_shape, arrays['pose_valid']),
+                    landmarks=arrays['landmarks'], lmdb_key=key, source_line=header.get('line')))
         return data_list
 
     # -- samples -------------------------------------------------------------------
@@ -184,14 +185,11 @@ class FacePoseJSONDataset(BaseFacePoseDataset):
     ``LoadImageFromFile``.
 
     Args:
-        reference_points_68, reference_points_5: ``.npy`` reference points for EPnP
-            (default: the packaged face).
+        face_model: the face model that labels the faces (default: the packaged face).
     """
 
-    def __init__(self, *args, reference_points_68: Optional[str] = None,
-                 reference_points_5: Optional[str] = None, **kwargs) -> None:
-        self.reference_points_68 = reference_points_68
-        self.reference_points_5 = reference_points_5
+    def __init__(self, *args, face_model: FaceModelLike = None, **kwargs) -> None:
+        self.face_model = FaceModel.build(face_model)
         kwargs.setdefault('data_prefix', dict(img=''))
         super().__init__(*args, **kwargs)
 
@@ -202,22 +200,21 @@ class FacePoseJSONDataset(BaseFacePoseDataset):
             raise FileNotFoundError(f'JSON list not found: {json_path}')
         prefix = self.data_prefix.get('img', self.data_prefix.get('img_path', ''))
         image_root = prefix or None
-        reference = ReferenceFace(self.reference_points_68, self.reference_points_5)
         data_list = []
         for line_no, text in iter_json_list(json_path):
             try:
                 ann = parse_json_line(text)
                 path = resolve_image_path(ann['image_path'], image_root, json_path)
                 height, width = image_shape_from_header(path)
-                faces = annotate_faces(ann['landmarks'], (height, width), reference)
+                faces = annotate_faces(ann['landmarks'], (height, width), self.face_model)
             except (AnnotationError, OSError, ValueError) as err:
                 print_log(f'{json_path} line {line_no}: skipped: {err}', logger='current',
                           level=logging.WARNING)
                 continue
             data_list.append(make_data_info(
                 img_id=str(line_no), img_path=path, height=height, width=width,
-                bboxes=ann['bboxes'], poses=faces['poses'], pose_valid=faces['pose_valid'],
-                landmarks=ann['landmarks'], source_line=line_no))
+                bboxes=ann['bboxes'], poses=faces['poses'], landmarks=ann['landmarks'],
+                source_line=line_no))
         return data_list
 
 

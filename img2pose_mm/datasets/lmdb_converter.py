@@ -14,7 +14,6 @@ skipped.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -25,11 +24,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+import torch
+
+from img2pose_mm.structures import FaceModel, FaceModelLike, FacePoses
 
 from .face_annotations import (
     POSE_STATUS,
     AnnotationError,
-    ReferenceFace,
     annotate_faces,
     decode_image,
     iter_json_list,
@@ -64,17 +65,13 @@ def _sha1_file(path: str) -> str:
     return digest.hexdigest()
 
 
-def _sha1_array(array: np.ndarray) -> str:
-    return hashlib.sha1(np.ascontiguousarray(array, dtype=np.float32).tobytes()).hexdigest()
-
-
 def record_key(line_no: int) -> str:
     """LMDB key of the record made from line ``line_no`` (1-based) of the JSON list."""
     return f'{line_no:08d}'
 
 
 def build_record(line_no: int, text: str, json_path: str, image_root: Optional[str],
-                 reference: ReferenceFace, keep_reference_poses: bool = True) -> bytes:
+                 face_model: FaceModelLike = None, keep_reference_poses: bool = True) -> bytes:
     """The LMDB record of one JSON-list line.
 
     Raises:
@@ -90,12 +87,13 @@ def build_record(line_no: int, text: str, json_path: str, image_root: Optional[s
         raise AnnotationError(f'{path}: {err}') from None
     height, width = img.shape[:2]
     try:
-        faces = annotate_faces(ann['landmarks'], (height, width), reference)
+        faces = annotate_faces(ann['landmarks'], (height, width), face_model)
     except (cv2.error, ValueError) as err:
         raise AnnotationError(f'pose estimation failed: {err}') from None
-    arrays = dict(bboxes=ann['bboxes'], poses=faces['poses'], local_poses=faces['local_poses'],
-                  pose_bboxes=faces['pose_bboxes'], landmarks=ann['landmarks'],
-                  pose_valid=faces['pose_valid'], pose_status=faces['pose_status'])
+    poses: FacePoses = faces['poses']
+    arrays = dict(bboxes=ann['bboxes'], poses=poses.numpy(),
+                  local_poses=faces['local_poses'].numpy(), landmarks=ann['landmarks'],
+                  pose_valid=poses.valid.numpy(), pose_status=faces['pose_status'])
     if ann['scores'] is not None:
         arrays['scores'] = ann['scores']
     if keep_reference_poses and ann['poses_reference'] is not None:
@@ -161,7 +159,10 @@ def _collect(env, keys: Sequence[str]) -> Dict[str, Any]:
             no_pose += int((~valid).sum())
             status += np.bincount(arrays['pose_status'].astype(np.int64),
                                   minlength=len(POSE_STATUS))[:len(POSE_STATUS)]
-            local.append(arrays['local_poses'][valid])
+            local_poses = FacePoses.from_numpy(arrays['local_poses'],
+                                               (header['height'], header['width']), valid,
+                                               torch.float64)
+            local.append(local_poses.tensor[local_poses.valid].numpy())
             missing.extend((int(header['line']), int(i)) for i in np.flatnonzero(~valid))
     return dict(faces=faces, faces_without_pose=no_pose,
                 without_pose_reasons={POSE_STATUS[i]: int(n) for i, n in enumerate(status)
@@ -172,8 +173,7 @@ def _collect(env, keys: Sequence[str]) -> Dict[str, Any]:
 
 def convert(json_path: str, out_dir: str, name: str, train: bool = False,
             resume: bool = False, image_root: Optional[str] = None, *,
-            reference_points_68: Optional[str] = None,
-            reference_points_5: Optional[str] = None,
+            face_model: FaceModelLike = None,
             commit_every: int = 100, progress: bool = True, keep_reference_poses: bool = True,
             log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
     """Convert a JSON list into ``<out_dir>/<name>.lmdb`` (and pose statistics).
@@ -188,8 +188,9 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
             Without it an existing ``<name>.lmdb`` is rebuilt (and replaced once the new
             one is complete).
         image_root: folder relative image paths start from (default: the JSON's folder).
-        reference_points_68, reference_points_5: ``.npy`` reference points (default: the
-            packaged face); e.g. the original img2pose ``pose_references`` files.
+        face_model: the face model that labels the faces (default: the packaged face);
+            e.g. ``dict(reference_points=..., reference_points_5=...)`` with the original
+            img2pose ``pose_references`` files.
         commit_every: records per LMDB transaction.
         progress: show a progress bar.
         keep_reference_poses: store a ``poses`` key of the JSON as ``gt_poses_reference``.
@@ -209,11 +210,9 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
     os.makedirs(out_dir, exist_ok=True)
     final = osp.join(out_dir, f'{name}.lmdb')
     partial = final + '.partial'
-    reference = ReferenceFace(reference_points_68, reference_points_5)
+    face_model = FaceModel.build(face_model)
     source = dict(json=json_path, json_sha1=_sha1_file(json_path), image_root=image_root,
-                  reference_68_sha1=_sha1_array(reference.points_68),
-                  reference_5_sha1=_sha1_array(reference.points_5),
-                  keep_reference_poses=bool(keep_reference_poses))
+                  face_model=repr(face_model), keep_reference_poses=bool(keep_reference_poses))
     if resume and osp.exists(final) and not osp.exists(partial):
         return _already_done(final, source, out_dir, name, train, json_path, log)
     if osp.exists(partial) and not resume:
@@ -249,7 +248,7 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
                 reused += 1
             else:
                 try:
-                    record = build_record(line_no, text, json_path, image_root, reference,
+                    record = build_record(line_no, text, json_path, image_root, face_model,
                                           keep_reference_poses)
                 except (AnnotationError, RecordError, OSError) as err:
                     skipped.append((line_no, str(err)))
@@ -363,40 +362,4 @@ def format_summary(summary: Dict[str, Any], json_path: str = '', max_examples: i
     return '\n'.join(lines)
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    """Command-line arguments of ``json_to_lmdb.py``."""
-    parser = argparse.ArgumentParser(
-        description='Convert an img2pose JSON list (one object per line: image_path, bboxes, '
-                    'landmarks) into a face-pose LMDB with EPnP poses.')
-    parser.add_argument('json_list', help='the JSON list')
-    parser.add_argument('out_dir', help='output folder')
-    parser.add_argument('--name', required=True, help='base name: <name>.lmdb, '
-                        '<name>_pose_mean.npy, <name>_pose_stddev.npy')
-    parser.add_argument('--train', action='store_true',
-                        help='also write the local-pose mean and stddev')
-    parser.add_argument('--resume', action='store_true',
-                        help='continue an interrupted conversion (<name>.lmdb.partial)')
-    parser.add_argument('--image-root', default=None,
-                        help='folder relative image paths start from (default: the '
-                             "JSON list's folder)")
-    parser.add_argument('--reference-points-68', default=None,
-                        help='.npy (68, 3) reference points (default: packaged face)')
-    parser.add_argument('--reference-points-5', default=None,
-                        help='.npy (5, 3) reference points (default: packaged face)')
-    parser.add_argument('--commit-every', type=int, default=100,
-                        help='records per LMDB transaction')
-    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
-    return parser.parse_args(argv)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """CLI entry point."""
-    args = parse_args(argv)
-    convert(args.json_list, args.out_dir, args.name, train=args.train, resume=args.resume,
-            image_root=args.image_root, reference_points_68=args.reference_points_68,
-            reference_points_5=args.reference_points_5,
-            commit_every=args.commit_every, progress=not args.no_progress)
-    return 0
-
-
-__all__ = ['convert', 'build_record', 'record_key', 'format_summary', 'parse_args', 'main']
+__all__ = ['convert', 'build_record', 'record_key', 'format_summary']

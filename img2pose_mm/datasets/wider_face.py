@@ -25,7 +25,7 @@ import numpy as np
 from mmdet.datasets import BaseDetDataset
 from mmdet.registry import DATASETS
 
-from .face_annotations import POSE_SENTINEL
+from .metainfo import FACE_METAINFO
 
 WIDER_ATTRIBUTES = ('blur', 'expression', 'illumination', 'invalid', 'occlusion', 'pose')
 
@@ -116,11 +116,10 @@ class WIDERFaceOfficialDataset(BaseDetDataset):
         dict(img_id='<event>/<name>', img_path='<img prefix>/<event>/<name>.jpg',
              event='<event>', name='<name>',
              instances=[dict(bbox=[x1, y1, x1 + w, y1 + h], bbox_label=0, ignore_flag=0,
-                             pose=array(6) of -9, pose_valid=False,
                              wider_attributes=dict(blur=..., ..., pose=...)), ...])
 
-    WIDER has no poses: every face has ``pose_valid=False`` and the missing-pose
-    sentinel (SPEC §6), but stays a counted detection face (``ignore_flag=0``) unless
+    WIDER has no poses (``LoadFacePoseAnnotations`` gives every face an invalid pose), but
+    every face stays a counted detection face (``ignore_flag=0``) unless
     ``invalid_as_ignored`` and its ``invalid`` attribute is set. The official
     easy/medium/hard selection lives in the .mat files read by ``WIDERFaceMetric``.
     Pack ``event`` and ``name`` (or keep ``img_path``) for the submission layout.
@@ -134,7 +133,7 @@ class WIDERFaceOfficialDataset(BaseDetDataset):
             mode only).
     """
 
-    METAINFO = {'classes': ('face',), 'palette': [(0, 255, 0)]}
+    METAINFO = FACE_METAINFO
 
     def __init__(self, *args, invalid_as_ignored: bool = False, **kwargs) -> None:
         self.invalid_as_ignored = invalid_as_ignored
@@ -157,8 +156,7 @@ class WIDERFaceOfficialDataset(BaseDetDataset):
                 ignore = int(self.invalid_as_ignored and attrs.get('invalid', 0) == 1)
                 instances.append(dict(
                     bbox=[float(x), float(y), float(x + w), float(y + h)], bbox_label=0,
-                    ignore_flag=ignore, pose=np.full(6, POSE_SENTINEL), pose_valid=False,
-                    wider_attributes=attrs))
+                    ignore_flag=ignore, wider_attributes=attrs))
             data_list.append(dict(img_id=f'{event}/{name}', img_path=osp.join(img_root, rel),
                                   event=event, name=name, instances=instances))
         return data_list

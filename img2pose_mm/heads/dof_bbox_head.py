@@ -16,7 +16,9 @@ from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from img2pose_mm.structures import scale_translate_map, warp_pose
+from img2pose_mm.structures import FacePoses
+
+from .pose_targets import LegacyPoseKeysMixin
 
 
 class SingleSampleSafeBatchNorm1d(nn.BatchNorm1d):
@@ -49,21 +51,26 @@ class DoFPredictor(nn.Sequential):
 
 
 @MODELS.register_module()
-class DoFBBoxHead(ConvFCBBoxHead):
+class DoFBBoxHead(LegacyPoseKeysMixin, ConvFCBBoxHead):
     """Two parallel MLPs on the same RoI features: classification and 6DoF pose.
 
     .. code-block:: none
 
-        RoI feature -> cls_fcs (fc6, fc7) -> fc_cls             -> class scores
-                    \\-> reg_fcs (fc6, fc7) -> fc_reg (DoFPredictor) -> local poses
+        RoI feature -> cls_fcs (fc6, fc7)  -> fc_cls                 -> class scores
+                    \\-> pose_fcs (fc6, fc7) -> fc_pose (DoFPredictor) -> local poses
 
-    ``bbox_coder`` is a :class:`~img2pose_mm.task_modules.PoseBBoxCoder`: the regression
-    targets are normalised proposal-local poses and boxes are derived from the decoded
-    poses. Poses are class-specific (6 per foreground class).
+    ``bbox_coder`` is a :class:`~img2pose_mm.task_modules.PoseBBoxCoder`: the targets are
+    normalised proposal-local poses and boxes are derived from the decoded poses. Poses
+    are class-specific (6 per foreground class). The pose targets come from
+    ``sampling_results[i].pos_gt_poses`` (see
+    :class:`~img2pose_mm.heads.pose_targets.PoseSamplingWrapper`). The coder is a
+    submodule: its face model and pose statistics are saved with the weights.
 
     Args:
         num_classes: foreground classes (1 = face).
         fc_out_channels: width of fc6/fc7 in both branches.
+        num_pose_fcs: fully connected layers of the pose branch before its predictor.
+        pose_predictor_cfg: the pose predictor (img2pose's ``DoFPredictor``).
         loss_dof: squared-error loss on normalised poses.
         loss_points: L1 loss on projected reference points.
         init_cfg: default ``[]`` keeps PyTorch's default initialisation, as the original.
@@ -75,9 +82,10 @@ class DoFBBoxHead(ConvFCBBoxHead):
                  roi_feat_size: int = 7,
                  fc_out_channels: int = 1024,
                  num_cls_fcs: int = 2,
-                 num_reg_fcs: int = 2,
+                 num_pose_fcs: int = 2,
                  bbox_coder: ConfigType = dict(type='PoseBBoxCoder'),
-                 reg_predictor_cfg: ConfigType = dict(type='DoFPredictor', hidden_channels=256),
+                 pose_predictor_cfg: ConfigType = dict(type='DoFPredictor',
+                                                       hidden_channels=256),
                  loss_cls: ConfigType = dict(type='CrossEntropyLoss', use_sigmoid=False,
                                              loss_weight=1.0),
                  loss_dof: ConfigType = dict(type='DoFLoss', loss_weight=1.0),
@@ -86,28 +94,17 @@ class DoFBBoxHead(ConvFCBBoxHead):
                  **kwargs) -> None:
         super().__init__(
             num_shared_convs=0, num_shared_fcs=0, num_cls_convs=0, num_reg_convs=0,
-            num_cls_fcs=num_cls_fcs, num_reg_fcs=num_reg_fcs, fc_out_channels=fc_out_channels,
+            num_cls_fcs=num_cls_fcs, num_reg_fcs=num_pose_fcs, fc_out_channels=fc_out_channels,
             with_avg_pool=False, with_cls=True, with_reg=True, reg_class_agnostic=False,
             num_classes=num_classes, in_channels=in_channels, roi_feat_size=roi_feat_size,
-            bbox_coder=bbox_coder, reg_predictor_cfg=reg_predictor_cfg, loss_cls=loss_cls,
+            bbox_coder=bbox_coder, reg_predictor_cfg=pose_predictor_cfg, loss_cls=loss_cls,
             loss_bbox=loss_dof, init_cfg=list(init_cfg), **kwargs)
-        del self.loss_bbox
+        # mmdet's layer code built the pose branch as its box-regression branch; name the
+        # layers after what they predict
+        self.pose_fcs, self.fc_pose = self.reg_fcs, self.fc_reg
+        del self.reg_fcs, self.fc_reg, self.reg_convs, self.loss_bbox
         self.loss_dof = MODELS.build(loss_dof)
         self.loss_points = MODELS.build(loss_points)
-        self.register_buffer('pose_mean', self.bbox_coder.pose_mean.clone())
-        self.register_buffer('pose_stddev', self.bbox_coder.pose_stddev.clone())
-        self.register_load_state_dict_post_hook(self._sync_pose_stats)
-
-    @staticmethod
-    def _sync_pose_stats(module: DoFBBoxHead, incompatible_keys) -> None:
-        """After loading weights, the coder uses the statistics they were trained with."""
-        module.bbox_coder.pose_mean = module.pose_mean.detach().cpu().clone()
-        module.bbox_coder.pose_stddev = module.pose_stddev.detach().cpu().clone()
-
-    @property
-    def pose_coder(self):
-        """The :class:`PoseBBoxCoder` (mmdet calls it ``bbox_coder``)."""
-        return self.bbox_coder
 
     # ------------------------------------------------------------------ forward
     def forward_cls(self, x: Tensor) -> Tensor:
@@ -120,9 +117,9 @@ class DoFBBoxHead(ConvFCBBoxHead):
     def forward_pose(self, x: Tensor) -> Tensor:
         """Normalised local poses ``(N, 6 * num_classes)`` of RoI features."""
         x = x.flatten(1)
-        for fc in self.reg_fcs:
+        for fc in self.pose_fcs:
             x = self.relu(fc(x))
-        return self.fc_reg(x)
+        return self.fc_pose(x)
 
     def forward(self, x: Tensor, pose_inds: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Class scores for all RoIs; poses for all RoIs or only for ``x[pose_inds]``."""
@@ -130,51 +127,50 @@ class DoFBBoxHead(ConvFCBBoxHead):
         return self.forward_cls(x), self.forward_pose(pose_feats)
 
     # ------------------------------------------------------------------ training
-    def get_targets(self, sampling_results: List[SamplingResult], batch_gt_instances: InstanceList,
-                    batch_img_metas: List[dict], rcnn_train_cfg: ConfigDict) -> dict:
+    def get_targets(self, sampling_results: List[SamplingResult],
+                    rcnn_train_cfg: Optional[ConfigDict] = None, concat: bool = True) -> dict:
         """Class targets of all sampled RoIs and pose targets of the positive ones.
 
-        The GT pose of each positive comes from ``gt_instances.poses`` through
-        ``pos_assigned_gt_inds`` and is encoded in the RoI's own frame. GT faces with
-        non-finite poses get zero pose weight.
+        Every positive's GT pose (``pos_gt_poses``, a :class:`FacePoses` in the frame of
+        the network input) is encoded in the RoI's own frame; GT faces without a pose
+        get zero pose weight.
         """
         pos_weight = rcnn_train_cfg.get('pos_weight', -1) if rcnn_train_cfg else -1
         pos_weight = 1.0 if pos_weight <= 0 else float(pos_weight)
-        labels, label_weights, img_shapes = [], [], []
-        pos_priors, pos_labels, pos_gt_poses = [], [], []
-        for res, gt, meta in zip(sampling_results, batch_gt_instances, batch_img_metas):
+        labels, label_weights, img_shapes, gt_poses, gt_valid = [], [], [], [], []
+        for res in sampling_results:
             num_pos, num_neg = res.pos_priors.shape[0], res.neg_priors.shape[0]
             labels.append(torch.cat([res.pos_gt_labels.long(), res.pos_gt_labels.new_full(
                 (num_neg, ), self.num_classes, dtype=torch.long)]))
             label_weights.append(torch.cat([res.pos_priors.new_full((num_pos, ), pos_weight),
                                             res.pos_priors.new_ones(num_neg)]))
-            pos_priors.append(res.pos_priors)
-            pos_labels.append(res.pos_gt_labels.long())
-            pos_gt_poses.append(gt.poses[res.pos_assigned_gt_inds].to(res.pos_priors))
-            img_shapes.append(res.pos_priors.new_tensor(meta['img_shape'][:2]).expand(num_pos, 2))
-        pos_priors = torch.cat(pos_priors)
-        pos_gt_poses = torch.cat(pos_gt_poses)
-        pose_weights = torch.isfinite(pos_gt_poses).all(-1).to(pos_priors)
-        safe_gt = torch.where(pose_weights[:, None] > 0, pos_gt_poses,
-                              pos_gt_poses.new_tensor([0., 0., 0., 0., 0., 1.]))
+            poses: FacePoses = res.pos_gt_poses
+            gt_poses.append(poses.tensor.to(res.pos_priors))
+            gt_valid.append(poses.valid.to(res.pos_priors.device))
+            img_shapes.append(res.pos_priors.new_tensor(poses.img_shape).expand(num_pos, 2))
+        pos_priors = torch.cat([res.pos_priors for res in sampling_results])
+        valid = torch.cat(gt_valid)
+        safe_gt = torch.where(valid[:, None], torch.cat(gt_poses),
+                              pos_priors.new_tensor([0., 0., 0., 0., 0., 1.]))
         pose_targets = self.bbox_coder.encode(pos_priors, safe_gt, torch.cat(img_shapes))
         return dict(labels=torch.cat(labels), label_weights=torch.cat(label_weights),
-                    pose_targets=pose_targets, pose_weights=pose_weights,
-                    pos_priors=pos_priors, pos_labels=torch.cat(pos_labels))
+                    pose_targets=pose_targets, pose_weights=valid.to(pos_priors),
+                    pos_priors=pos_priors,
+                    pos_labels=torch.cat([res.pos_gt_labels.long() for res in sampling_results]))
 
-    def loss_and_target(self, cls_score: Tensor, pose_pred: Tensor, sampling_results: List[
-            SamplingResult], batch_gt_instances: InstanceList, batch_img_metas: List[dict],
-            rcnn_train_cfg: ConfigDict) -> dict:
-        """Losses of a batch plus the targets they used.
+    def loss_and_target(self, cls_score: Tensor, bbox_pred: Tensor, rois: Tensor,
+                        sampling_results: List[SamplingResult],
+                        rcnn_train_cfg: ConfigDict, concat: bool = True,
+                        reduction_override: Optional[str] = None) -> dict:
+        """Losses of a batch plus the targets they used (mmdet's interface).
 
         Args:
             cls_score: ``(num_sampled, num_classes + 1)`` for all sampled RoIs.
-            pose_pred: ``(num_pos, 6 * num_classes)`` for the positive RoIs only, in
-                the order of ``sampling_results`` (each image's positives first).
+            bbox_pred: the poses ``(num_pos, 6 * num_classes)`` of the positive RoIs only,
+                in the order of ``sampling_results`` (each image's positives first).
         """
-        targets = self.get_targets(sampling_results, batch_gt_instances, batch_img_metas,
-                                   rcnn_train_cfg)
-        return dict(loss_bbox=self.loss(cls_score, pose_pred, **targets), bbox_targets=targets)
+        targets = self.get_targets(sampling_results, rcnn_train_cfg, concat)
+        return dict(loss_bbox=self.loss(cls_score, bbox_pred, **targets), bbox_targets=targets)
 
     def loss(self, cls_score: Tensor, pose_pred: Tensor, labels: Tensor, label_weights: Tensor,
              pose_targets: Tensor, pose_weights: Tensor, pos_priors: Tensor,
@@ -190,21 +186,24 @@ class DoFBBoxHead(ConvFCBBoxHead):
             zero = pose_pred.sum() * 0
             losses['loss_dof'], losses['loss_points'] = zero, zero
             return losses
-        pred = pose_pred.view(pose_pred.shape[0], self.num_classes, -1)
-        pred = pred[torch.arange(pred.shape[0], device=pred.device), pos_labels]
+        pred = self._select_class(pose_pred, pos_labels)
         losses['loss_dof'] = self.loss_dof(pred, pose_targets, pose_weights, avg_factor=num_valid)
         losses['loss_points'] = self.loss_points(
             self.bbox_coder.denormalize(pred), self.bbox_coder.denormalize(pose_targets),
             pos_priors, self.bbox_coder.points5, pose_weights, avg_factor=num_valid)
         return losses
 
+    def _select_class(self, pose_pred: Tensor, labels: Tensor) -> Tensor:
+        """The 6 pose numbers of class ``labels`` of each row."""
+        pred = pose_pred.view(pose_pred.shape[0], self.num_classes, -1)
+        return pred[torch.arange(pred.shape[0], device=pred.device), labels]
+
     # ------------------------------------------------------------------ cascades
     def regress_by_class(self, priors: Tensor, label: Tensor, bbox_pred: Tensor,
                          img_meta: dict) -> Tensor:
         """Boxes projected from the poses of class ``label`` (the next cascade stage's RoIs)."""
-        poses = bbox_pred.view(bbox_pred.shape[0], self.num_classes, -1)
-        poses = poses[torch.arange(poses.shape[0], device=poses.device), label]
-        return self.bbox_coder.decode(priors, poses, img_meta['img_shape'][:2])[1]
+        return self.bbox_coder.decode(priors, self._select_class(bbox_pred, label),
+                                      img_meta['img_shape'][:2])[1]
 
     def refine_bboxes(self, sampling_results: List[SamplingResult], bbox_results: dict,
                       batch_img_metas: List[dict]) -> InstanceList:
@@ -214,7 +213,7 @@ class DoFBBoxHead(ConvFCBBoxHead):
         poses; negatives, which have no pose, keep their boxes; GT boxes added as
         proposals are dropped, as in mmdet's cascade.
         """
-        pose_pred = bbox_results['pose_pred'].detach()
+        pose_pred = bbox_results['bbox_pred'].detach()
         pose_preds = pose_pred.split([len(res.pos_priors) for res in sampling_results])
         results_list = []
         for res, pred, meta in zip(sampling_results, pose_preds, batch_img_metas):
@@ -276,9 +275,9 @@ class DoFBBoxHead(ConvFCBBoxHead):
         if rescale and det_boxes.shape[0] > 0:
             scale_factor = img_meta['scale_factor']          # (w_scale, h_scale)
             det_boxes = scale_boxes(det_boxes, [1 / s for s in scale_factor])
-            pixel_map = scale_translate_map([1 / s for s in scale_factor], like=global_poses)
-            global_poses = warp_pose(global_poses, img_shape, img_meta['ori_shape'][:2],
-                                     pixel_map, self.bbox_coder.rotation_method)
+            global_poses = FacePoses(global_poses, img_shape=img_shape).rescale_(
+                [1 / s for s in scale_factor], img_meta['ori_shape'][:2],
+                self.bbox_coder.face_model).tensor
 
         results = InstanceData()
         results.bboxes = det_boxes

@@ -6,12 +6,12 @@ from typing import List, Optional, Tuple
 import torch
 from mmdet.models.roi_heads import StandardRoIHead
 from mmdet.models.task_modules.samplers import SamplingResult
-from mmdet.models.utils import empty_instances, unpack_gt_instances
 from mmdet.registry import MODELS
-from mmdet.structures import DetDataSample, SampleList
 from mmdet.structures.bbox import bbox2roi
 from mmdet.utils import ConfigType, InstanceList
 from torch import Tensor
+
+from .pose_targets import PoseSamplingWrapper
 
 
 def positive_roi_mask(sampling_results: List[SamplingResult], device) -> Tensor:
@@ -33,20 +33,35 @@ def float32_features(x: Tuple[Tensor], roi_extractor) -> Tuple[Tensor]:
     return feats
 
 
+def add_empty_poses(results: InstanceList, encode_size: int = 6) -> InstanceList:
+    """Give ``poses`` to mmdet's empty results (no proposal at all)."""
+    for res in results:
+        if 'poses' not in res:
+            res.poses = res.bboxes.new_zeros((len(res), encode_size))
+    return results
+
+
 @MODELS.register_module()
 class DoFRoIHead(StandardRoIHead):
     """:class:`StandardRoIHead` for img2pose's :class:`DoFBBoxHead`.
 
-    RoI features are extracted once; the class branch runs on every sampled RoI
-    and, during training, the pose branch only on the positive ones (as in the
-    original, whose BatchNorm statistics come from positives). The GT poses reach
-    the head's targets through ``sampling_results[i].pos_assigned_gt_inds``.
-    Predictions carry ``poses`` next to ``bboxes``, ``scores`` and ``labels``.
+    mmdet's ``loss`` runs unchanged: the sampler is wrapped by
+    :class:`~img2pose_mm.heads.pose_targets.PoseSamplingWrapper`, so every sampling
+    result carries the GT poses of its positives. RoI features are extracted once; the
+    class branch runs on every sampled RoI and, during training, the pose branch only on
+    the positive ones (as in the original, whose BatchNorm statistics come from
+    positives). Predictions carry ``poses`` next to ``bboxes``, ``scores`` and ``labels``.
     """
+
+    def init_assigner_sampler(self) -> None:
+        """mmdet's assigner and sampler; the sampler's results carry ``pos_gt_poses``."""
+        super().init_assigner_sampler()
+        if self.bbox_sampler is not None:
+            self.bbox_sampler = PoseSamplingWrapper(self.bbox_sampler)
 
     def _bbox_forward(self, x: Tuple[Tensor], rois: Tensor,
                       pose_inds: Optional[Tensor] = None) -> dict:
-        """RoI features once, then ``cls_score`` (all RoIs) and ``pose_pred``.
+        """RoI features once, then ``cls_score`` (all RoIs) and ``bbox_pred`` (the poses).
 
         Args:
             pose_inds: RoIs (bool mask or indices) that get a pose; ``None`` = all.
@@ -56,38 +71,16 @@ class DoFRoIHead(StandardRoIHead):
         if self.with_shared_head:
             bbox_feats = self.shared_head(bbox_feats)
         cls_score, pose_pred = self.bbox_head(bbox_feats, pose_inds)
-        # ``bbox_pred`` is the name mmdet's RoI heads and hooks look for
-        return dict(cls_score=cls_score, bbox_pred=pose_pred, pose_pred=pose_pred,
-                    bbox_feats=bbox_feats)
+        return dict(cls_score=cls_score, bbox_pred=pose_pred, bbox_feats=bbox_feats)
 
-    def loss(self, x: Tuple[Tensor], rpn_results_list: InstanceList,
-             batch_data_samples: List[DetDataSample]) -> dict:
-        """Assign and sample proposals, then the class and pose losses."""
-        assert len(rpn_results_list) == len(batch_data_samples)
-        batch_gt_instances, batch_gt_instances_ignore, batch_img_metas = \
-            unpack_gt_instances(batch_data_samples)
-        sampling_results = []
-        for i in range(len(batch_data_samples)):
-            rpn_results = rpn_results_list[i]
-            rpn_results.priors = rpn_results.pop('bboxes')
-            assign_result = self.bbox_assigner.assign(rpn_results, batch_gt_instances[i],
-                                                      batch_gt_instances_ignore[i])
-            sampling_results.append(self.bbox_sampler.sample(
-                assign_result, rpn_results, batch_gt_instances[i],
-                feats=[lvl_feat[i][None] for lvl_feat in x]))
-        bbox_results = self.bbox_loss(x, sampling_results, batch_gt_instances, batch_img_metas)
-        return bbox_results['loss_bbox']
-
-    def bbox_loss(self, x: Tuple[Tensor], sampling_results: List[SamplingResult],
-                  batch_gt_instances: InstanceList, batch_img_metas: List[dict]) -> dict:
-        """Forward the sampled RoIs (poses for positives only) and compute the losses."""
+    def bbox_loss(self, x: Tuple[Tensor], sampling_results: List[SamplingResult]) -> dict:
+        """mmdet's ``bbox_loss``, with poses predicted for the positive RoIs only."""
         rois = bbox2roi([res.priors for res in sampling_results])
-        pos_mask = positive_roi_mask(sampling_results, rois.device)
-        bbox_results = self._bbox_forward(x, rois, pose_inds=pos_mask)
+        bbox_results = self._bbox_forward(
+            x, rois, pose_inds=positive_roi_mask(sampling_results, rois.device))
         loss_and_target = self.bbox_head.loss_and_target(
-            cls_score=bbox_results['cls_score'], pose_pred=bbox_results['pose_pred'],
-            sampling_results=sampling_results, batch_gt_instances=batch_gt_instances,
-            batch_img_metas=batch_img_metas, rcnn_train_cfg=self.train_cfg)
+            cls_score=bbox_results['cls_score'], bbox_pred=bbox_results['bbox_pred'],
+            rois=rois, sampling_results=sampling_results, rcnn_train_cfg=self.train_cfg)
         bbox_results.update(rois=rois, loss_bbox=loss_and_target['loss_bbox'],
                             bbox_targets=loss_and_target['bbox_targets'])
         return bbox_results
@@ -96,26 +89,6 @@ class DoFRoIHead(StandardRoIHead):
                      rpn_results_list: InstanceList, rcnn_test_cfg: ConfigType,
                      rescale: bool = False) -> InstanceList:
         """Detections with ``poses`` (global 6DoF) for every image of the batch."""
-        proposals = [res.bboxes for res in rpn_results_list]
-        rois = bbox2roi(proposals)
-        if rois.shape[0] == 0:
-            results = empty_instances(batch_img_metas, rois.device, task_type='bbox',
-                                      box_type=self.bbox_head.predict_box_type,
-                                      num_classes=self.bbox_head.num_classes)
-            for res in results:
-                res.poses = rois.new_zeros((0, self.bbox_head.bbox_coder.encode_size))
-            return results
-        bbox_results = self._bbox_forward(x, rois)
-        num_per_img = tuple(len(p) for p in proposals)
-        return self.bbox_head.predict_by_feat(
-            rois=rois.split(num_per_img, 0),
-            cls_scores=bbox_results['cls_score'].split(num_per_img, 0),
-            bbox_preds=bbox_results['pose_pred'].split(num_per_img, 0),
-            batch_img_metas=batch_img_metas, rcnn_test_cfg=rcnn_test_cfg, rescale=rescale)
-
-    def forward(self, x: Tuple[Tensor], rpn_results_list: InstanceList,
-                batch_data_samples: SampleList = None) -> tuple:
-        """Raw ``(cls_score, pose_pred)`` of the proposals (``mode='tensor'``)."""
-        rois = bbox2roi([res.bboxes for res in rpn_results_list])
-        bbox_results = self._bbox_forward(x, rois)
-        return bbox_results['cls_score'], bbox_results['pose_pred']
+        return add_empty_poses(super().predict_bbox(x, batch_img_metas, rpn_results_list,
+                                                    rcnn_test_cfg, rescale),
+                               self.bbox_head.bbox_coder.encode_size)

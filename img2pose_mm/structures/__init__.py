@@ -1,5 +1,8 @@
 """Pure geometry (torch/numpy/cv2 only): poses, projection, boxes, the reference face."""
-from .pnp import landmarks_valid, pose_from_landmarks
+from .boxes import box_iou
+from .face_model import FACE_MODEL_SETTINGS, FaceModel, FaceModelLike
+from .face_poses import POSE_SENTINEL, FacePoses
+from .pnp import LANDMARK_MISSING, landmarks_valid, pose_from_landmarks
 from .pose import (
                    ROTATION_METHODS,
                    box_intrinsics,
@@ -40,6 +43,8 @@ from .reference_face import (
 )
 
 __all__ = [
+    'box_iou',
+    'FaceModel', 'FaceModelLike', 'FACE_MODEL_SETTINGS', 'FacePoses', 'POSE_SENTINEL', 'LANDMARK_MISSING',
     'ROTATION_METHODS', 'box_intrinsics', 'euler_to_rotvec', 'flip_pose', 'global_to_local',
     'image_intrinsics', 'intrinsics_matrix', 'invert_intrinsics', 'local_intrinsics',
     'local_to_global', 'markley_quaternion', 'matrix_to_rotvec', 'orthogonalize',

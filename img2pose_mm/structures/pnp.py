@@ -9,6 +9,10 @@ import torch
 
 from .pose import image_intrinsics
 
+#: Value of every coordinate of a landmark set that is missing ("no pose" in the
+#: img2pose JSON list).
+LANDMARK_MISSING = -1.0
+
 
 def landmarks_valid(landmarks: np.ndarray) -> np.ndarray:
     """Faces whose landmarks are usable: finite and free of the ``-1`` "no pose" marker.
@@ -22,7 +26,7 @@ def landmarks_valid(landmarks: np.ndarray) -> np.ndarray:
     landmarks = np.asarray(landmarks, dtype=np.float64)
     if landmarks.ndim != 3 or landmarks.shape[-1] != 2:
         raise ValueError(f'landmarks must be (N, M, 2), got {landmarks.shape}')
-    return np.isfinite(landmarks).all((1, 2)) & ~(landmarks == -1).any((1, 2))
+    return np.isfinite(landmarks).all((1, 2)) & ~(landmarks == LANDMARK_MISSING).any((1, 2))
 
 
 def pose_from_landmarks(landmarks: np.ndarray, reference_points: np.ndarray,

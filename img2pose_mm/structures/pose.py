@@ -63,16 +63,19 @@ def image_intrinsics(img_shape: ShapeLike, like: Tensor | None = None) -> Tensor
                              torch.div(h, 2, rounding_mode='floor'))
 
 
-def box_intrinsics(bboxes: Tensor, img_shape: ShapeLike) -> Tensor:
+def box_intrinsics(bboxes: Tensor, img_shape: ShapeLike, integer_centre: bool = False) -> Tensor:
     """The image camera with its principal point moved to each box centre.
 
-    The centre is ``(x1 + (x2 - x1) // 2, y1 + (y2 - y1) // 2)``; the focal stays
-    ``w + h`` of the full image. Returns ``(N, 3, 3)``.
+    The centre is ``(x1 + (x2 - x1) // 2, y1 + (y2 - y1) // 2)``, truncated to an
+    integer with ``integer_centre`` (what writing it into the original's integer numpy
+    camera does); the focal stays ``w + h`` of the full image. Returns ``(N, 3, 3)``.
     """
     h, w = _as_hw(img_shape, bboxes)
     x1, y1, x2, y2 = bboxes.unbind(-1)
     cx = x1 + torch.div(x2 - x1, 2, rounding_mode='floor')
     cy = y1 + torch.div(y2 - y1, 2, rounding_mode='floor')
+    if integer_centre:
+        cx, cy = torch.trunc(cx), torch.trunc(cy)
     return intrinsics_matrix((w + h).expand_as(x1), cx, cy)
 
 
@@ -278,12 +281,17 @@ def global_to_local(poses: Tensor, bboxes: Tensor, img_shape: ShapeLike,
 
 
 def local_to_global(poses: Tensor, bboxes: Tensor, img_shape: ShapeLike,
-                    method: str = 'svd') -> Tensor:
-    """Inverse of :func:`global_to_local`."""
+                    method: str = 'svd', integer_centre: bool = False) -> Tensor:
+    """Inverse of :func:`global_to_local`.
+
+    ``integer_centre`` truncates the box centre to an integer, as the original's
+    inference does (see :func:`box_intrinsics`).
+    """
     K = image_intrinsics(img_shape, poses)
     depth_scale = K[..., 0, 0] / _box_size(bboxes)
     poses = torch.cat([poses[..., :5], poses[..., 5:] * depth_scale[..., None]], -1)
-    return transfer_pose(poses, box_intrinsics(bboxes, img_shape), K, method=method)
+    return transfer_pose(poses, box_intrinsics(bboxes, img_shape, integer_centre), K,
+                         method=method)
 
 
 def warp_pose(poses: Tensor, src_shape: ShapeLike, dst_shape: ShapeLike,

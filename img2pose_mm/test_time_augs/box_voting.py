@@ -27,7 +27,7 @@ import torch
 from mmcv.ops import batched_nms
 from torch import Tensor
 
-from img2pose_mm.structures import quaternion_to_rotvec, rotvec_to_quaternion
+from img2pose_mm.structures import box_iou, quaternion_to_rotvec, rotvec_to_quaternion
 
 SCORE_MODES = ('vote', 'max')
 
@@ -39,18 +39,6 @@ class VotingResult(NamedTuple):
     labels: Tensor          # (K,)
     poses: Optional[Tensor]  # (K, 6) or None
     num_votes: Tensor       # (K,) boxes merged into each detection
-
-
-def _pairwise_iou(a: Tensor, b: Tensor, offset: float) -> Tensor:
-    """IoU ``(A, B)`` of ``x1, y1, x2, y2`` boxes with a ``+offset`` pixel convention."""
-    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
-    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = (rb - lt + offset).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    area_a = (a[:, 2] - a[:, 0] + offset) * (a[:, 3] - a[:, 1] + offset)
-    area_b = (b[:, 2] - b[:, 0] + offset) * (b[:, 3] - b[:, 1] + offset)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return inter / union.clamp(min=torch.finfo(union.dtype).eps)
 
 
 def weighted_rotation_mean(rotvecs: Tensor, weights: Tensor, groups: Tensor,
@@ -117,7 +105,7 @@ def pose_box_voting(bboxes: Tensor, scores: Tensor, poses: Optional[Tensor] = No
     overlap = torch.empty(len(bboxes), dtype=work.dtype, device=bboxes.device)
     for start in range(0, len(bboxes), chunk_size):
         block = slice(start, start + chunk_size)
-        iou = _pairwise_iou(lead_boxes, work[block], offset)          # (L, B)
+        iou = box_iou(lead_boxes, work[block], offset)                # (L, B)
         iou = torch.where(lead_labels[:, None] == labels[block][None], iou,
                           torch.full_like(iou, -1.0))
         member = iou > iou_thr

@@ -10,6 +10,7 @@ from mmdet.visualization import DetLocalVisualizer
 from mmengine.structures import InstanceData
 
 import Sim3DR
+from img2pose_mm.structures import FacePoses
 
 from .draw import AXIS_COLORS, draw_pose_axes, render_pose_meshes
 
@@ -99,5 +100,8 @@ class PoseLocalVisualizer(DetLocalVisualizer):
         """
         if 'poses' in instances and len(instances) > 0:
             color = self.pred_mesh_color if 'scores' in instances else self.gt_mesh_color
-            image = self.draw_poses(image, instances.poses, color)
+            poses = instances.poses
+            if isinstance(poses, FacePoses):     # GT: only the faces that have a pose
+                poses = poses.tensor[poses.valid]
+            image = self.draw_poses(image, poses, color)
         return super()._draw_instances(image, instances, classes, palette)

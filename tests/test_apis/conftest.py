@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from img2pose_mm.structures import matrix_to_rotvec, rotvec_to_matrix
+from img2pose_mm.structures import FacePoses, matrix_to_rotvec, rotvec_to_matrix
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / 'tools' / 'dataset_converters'))
@@ -128,7 +128,7 @@ def tiny_checkpoint(tmp_path_factory):
             s.gt_instances = InstanceData(
                 bboxes=torch.tensor(ann['bboxes'], dtype=torch.float32),
                 labels=torch.zeros(len(ann['bboxes']), dtype=torch.long),
-                poses=torch.tensor(ann['poses'], dtype=torch.float32))
+                poses=FacePoses(torch.tensor(ann['poses'], dtype=torch.float32), img_shape=size))
             return s
 
         params = [p for p in model.parameters() if p.requires_grad]

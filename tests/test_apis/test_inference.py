@@ -32,7 +32,7 @@ def check_faces(faces, img_shape, threshold, max_faces=-1, points5=None):
         poses = np.array([f['pose'] for f in faces])
         kps = np.array([[f['keypoints'][n] for n in FIVE_POINT_NAMES] for f in faces])
         np.testing.assert_allclose(kps, pose_keypoints(poses, img_shape, points5), atol=1e-6)
-        # boxes are the pose-projected boxes (SPEC §3) in the input image's frame
+        # boxes are the pose-projected boxes (docs/reference.md §3) in the input image's frame
         points68 = torch.as_tensor(load_reference_points(), dtype=torch.float64)
         boxes = pose_to_bbox(torch.as_tensor(poses), points68, img_shape).numpy()
         scale = max(1.0, max(img_shape) / TEST_SIZE)
@@ -141,7 +141,7 @@ def test_trained_checkpoint(tiny_checkpoint, images):
     det = Img2Pose(config=None, checkpoint=path, device='auto', score_threshold=0.05,
                    max_faces=5, min_size=160, max_size=320, cfg_options=options)
     head = det.model.roi_head.bbox_head
-    torch.testing.assert_close(head.pose_mean.cpu(), mean)
+    torch.testing.assert_close(head.bbox_coder.pose_mean, mean)
     torch.testing.assert_close(head.bbox_coder.pose_stddev, std)
     assert det.device == resolve_device('auto') == ('cuda' if torch.cuda.is_available() else 'cpu')
     image = images[2]                                  # 128 px, run at 160: rescaled results
@@ -182,7 +182,7 @@ def test_inference_pipeline():
     from img2pose_mm.apis import build_inference_pipeline
 
     cfg = Config.fromfile(str(CONFIG))
-    default = build_inference_pipeline(cfg, 640, 1400)           # Img2Pose's defaults (SPEC §2)
+    default = build_inference_pipeline(cfg, 640, 1400)           # Img2Pose's defaults (docs/reference.md §2)
     assert [s['type'] for s in default] == ['mmdet.LoadImageFromNDArray', 'PoseResize',
                                             'PackFacePoseInputs']
     assert default[1]['scale'] == (1400, 640) and default[1]['keep_ratio']

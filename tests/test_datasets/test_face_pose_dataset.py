@@ -10,10 +10,9 @@ from mmdet.registry import DATASETS
 from mmengine.dataset import pseudo_collate
 from torch.utils.data import DataLoader
 
-from img2pose_mm.datasets.face_annotations import POSE_SENTINEL
 from img2pose_mm.datasets.lmdb_converter import convert
 from img2pose_mm.datasets.lmdb_record import decode_record, encode_record
-from img2pose_mm.structures import rotation_angle_between
+from img2pose_mm.structures import FacePoses, rotation_angle_between
 
 TRAIN_PIPELINE = [
     dict(type='LoadFacePoseImage'),
@@ -55,19 +54,22 @@ def test_data_info(lmdb_path):
         assert info['source_line'] == line
         assert (info['height'], info['width']) == t['shape']
         assert info['img_path'] == str(t['image'])
-        assert len(info['instances']) == len(t['poses'])
-        for inst, valid, pose, box in zip(info['instances'], t['valid'], t['poses'], t['boxes']):
+        assert len(info['instances']) == len(t['poses']) == len(info['poses'])
+        poses = info['poses']
+        assert isinstance(poses, FacePoses) and poses.img_shape == t['shape']
+        assert poses.valid.tolist() == t['valid'].tolist()
+        for k, (inst, valid, pose, box) in enumerate(zip(info['instances'], t['valid'],
+                                                         t['poses'], t['boxes'])):
             assert inst['bbox_label'] == 0
             assert inst['ignore_flag'] == int(not valid)
-            assert inst['pose_valid'] == valid
             np.testing.assert_allclose(inst['bbox'], box[:4], rtol=1e-6)
             if valid:
-                angle = rotation_angle_between(torch.from_numpy(inst['pose'][None, :3]),
+                angle = rotation_angle_between(poses.tensor[k:k + 1, :3].double(),
                                                torch.from_numpy(pose[None, :3]))
                 assert angle.item() < 1e-3
             else:
-                assert (inst['pose'] == POSE_SENTINEL).all()
-                assert (inst['landmarks'] == -1).all()
+                assert torch.isnan(poses.tensor[k]).all()
+                assert (info['landmarks'][k] == -1).all()
     assert ds.get_image_bytes(0) == truth[1]['image'].read_bytes()
 
 
@@ -88,8 +90,9 @@ def test_pipeline_output(lmdb_path):
         h, w = out['data_samples'].img_shape
         assert out['inputs'].shape == (3, h, w) and out['inputs'].dtype == torch.uint8
         assert min(h, w) in (96, 112, 128) or max(h, w) == 200
+        assert isinstance(gt.poses, FacePoses) and gt.poses.img_shape == (h, w)
         assert gt.poses.dtype == torch.float32 and gt.poses.shape == (len(gt), 6)
-        assert torch.isfinite(gt.poses).all() and (gt.poses[:, 5] > 0).all()
+        assert gt.poses.valid.all() and (gt.poses.tensor[:, 5] > 0).all()
         assert gt.landmarks.shape[0] == len(gt) and gt.landmarks.shape[2] == 2
         assert (gt.labels == 0).all()
         boxes = gt.bboxes.tensor
@@ -101,7 +104,7 @@ def test_pipeline_output(lmdb_path):
             cut = ignored.bboxes.tensor
             assert ((cut[:, 2:] - cut[:, :2]) >= 1).all()
             assert (cut[:, 0::2] <= w).all() and (cut[:, 1::2] <= h).all()
-            assert torch.isfinite(ignored.poses).all() and (ignored.poses[:, 5] > 0).all()
+            assert ignored.poses.valid.all() and (ignored.poses.tensor[:, 5] > 0).all()
 
 
 def test_faces_without_pose_as_ignored(lmdb_path):
@@ -111,7 +114,7 @@ def test_faces_without_pose_as_ignored(lmdb_path):
     sample = ds[1]['data_samples']            # line 2: 3 faces, the second without pose
     assert len(sample.gt_instances) == 2
     assert len(sample.ignored_instances) == 1
-    assert (sample.ignored_instances.poses == POSE_SENTINEL).all()
+    assert not sample.ignored_instances.poses.valid.any()
 
 
 def test_dataloader_workers_persistent(lmdb_path):
@@ -182,8 +185,9 @@ def test_json_folder_dataset_matches_lmdb(synthetic_set, lmdb_path, tmp_path):
         a, b = folder.get_data_info(idx), lmdb_ds.get_data_info(idx)
         assert (a['height'], a['width'], a['img_path']) == (b['height'], b['width'],
                                                             b['img_path'])
+        assert a['poses'].valid.tolist() == b['poses'].valid.tolist()
+        torch.testing.assert_close(a['poses'].tensor, b['poses'].tensor, equal_nan=True)
         for ia, ib in zip(a['instances'], b['instances']):
-            np.testing.assert_allclose(ia['pose'], ib['pose'])
             assert ia['ignore_flag'] == ib['ignore_flag']
     out = folder[0]
     assert out['data_samples'].flip and len(out['data_samples'].gt_instances) == 3

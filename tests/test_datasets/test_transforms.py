@@ -6,8 +6,8 @@ from mmdet.registry import TRANSFORMS
 from mmdet.structures.bbox import HorizontalBoxes
 from mmengine.dataset import Compose
 
-from img2pose_mm.datasets import POSE_SENTINEL, make_data_info
-from img2pose_mm.structures import pose_to_bbox
+from img2pose_mm.datasets import make_data_info
+from img2pose_mm.structures import FacePoses, pose_to_bbox
 
 from .conftest import REF68, project, synthetic_poses
 
@@ -22,7 +22,8 @@ def loaded(rng, num=3, shape=SHAPE, without_pose=(), img=None):
     valid[list(without_pose)] = False
     lm[~valid] = -1
     boxes = pose_to_bbox(poses, REF68, shape).numpy()
-    info = make_data_info('7', 'x.png', shape[0], shape[1], boxes, poses.numpy(), valid, lm)
+    info = make_data_info('7', 'x.png', shape[0], shape[1], boxes,
+                          FacePoses(poses, valid, shape), lm)
     info['img'] = (np.full((*shape, 3), 200, np.uint8) if img is None else img)
     info['img_shape'] = info['ori_shape'] = shape
     return TRANSFORMS.build(dict(type='LoadFacePoseAnnotations'))(info), poses
@@ -32,21 +33,31 @@ def test_load_annotations(rng):
     results, poses = loaded(rng, without_pose=[1])
     assert isinstance(results['gt_bboxes'], HorizontalBoxes)
     assert results['gt_bboxes_labels'].dtype == np.int64
-    assert results['gt_poses'].dtype == np.float32 and results['gt_poses'].shape == (3, 6)
+    gt_poses = results['gt_poses']
+    assert isinstance(gt_poses, FacePoses) and gt_poses.img_shape == SHAPE
+    assert gt_poses.dtype == torch.float32 and gt_poses.shape == (3, 6)
     assert results['gt_landmarks'].dtype == np.float32
     assert results['gt_landmarks'].shape == (3, 68, 2)
     assert results['gt_ignore_flags'].tolist() == [False, True, False]
-    assert (results['gt_poses'][1] == POSE_SENTINEL).all()
-    np.testing.assert_allclose(results['gt_poses'][[0, 2]], poses[[0, 2]].numpy(), rtol=1e-6)
-    assert results['pose_img_shape'] == SHAPE
+    assert gt_poses.valid.tolist() == [True, False, True]
+    np.testing.assert_allclose(gt_poses.tensor[[0, 2]].numpy(), poses[[0, 2]].numpy(),
+                               rtol=1e-6)
+    # a copy: the dataset's poses are never moved by the transforms
+    assert gt_poses is not results['poses']
     empty = TRANSFORMS.build(dict(type='LoadFacePoseAnnotations'))(
-        dict(instances=[], height=10, width=10, num_landmarks=5))
-    assert empty['gt_poses'].shape == (0, 6) and empty['gt_landmarks'].shape == (0, 5, 2)
+        dict(instances=[], height=10, width=10, poses=FacePoses.empty((10, 10)),
+             landmarks=np.zeros((0, 5, 2))))
+    assert len(empty['gt_poses']) == 0 and empty['gt_landmarks'].shape == (0, 5, 2)
+    no_poses = TRANSFORMS.build(dict(type='LoadFacePoseAnnotations'))(
+        dict(instances=[dict(bbox=[0, 0, 5, 5], bbox_label=0, ignore_flag=0)], height=10,
+             width=10, ori_shape=(10, 10)))
+    assert not no_poses['gt_poses'].valid.any() and no_poses['gt_ignore_flags'].tolist() == [True]
 
 
 def test_annotations_of_another_image_are_refused(rng):
     results, _ = loaded(rng)
-    info = {k: results[k] for k in ('instances', 'height', 'width', 'img_id', 'img_path')}
+    info = {k: results[k] for k in ('instances', 'height', 'width', 'img_id', 'img_path',
+                                    'poses')}
     info['img'] = np.zeros((SHAPE[1], SHAPE[0], 3), np.uint8)     # e.g. EXIF-rotated
     info['img_shape'] = info['ori_shape'] = info['img'].shape[:2]
     with pytest.raises(ValueError, match=r"image '7' \(x.png\) decodes to \(160, 120\)"):
@@ -54,7 +65,7 @@ def test_annotations_of_another_image_are_refused(rng):
 
 
 def test_multiscale_resize_follows_spec():
-    """Short side = min_size unless the long side would pass max_size (SPEC section 2)."""
+    """Short side = min_size unless the long side would pass max_size (docs/reference.md §2)."""
     resize = TRANSFORMS.build(dict(type='PoseMultiScaleResize', min_size=(640, 800),
                                    max_size=1400))
     seen = set()
@@ -104,7 +115,7 @@ def test_crop_keeps_image_when_no_crop_keeps_a_face():
     lm = project(poses, SHAPE)
     assert lm[..., 0].min() < 5 and lm[..., 0].max() > SHAPE[1] - 5
     info = make_data_info('0', 'x', SHAPE[0], SHAPE[1], np.array([[0, 0, 160, 120]]),
-                          poses.numpy(), np.ones(1, bool), lm)
+                          FacePoses(poses, img_shape=SHAPE), lm)
     info.update(img=np.zeros((*SHAPE, 3), np.uint8))
     results = TRANSFORMS.build(dict(type='LoadFacePoseAnnotations'))(info)
     out = TRANSFORMS.build(dict(type='PoseRandomCrop', scale_range=(0.7, 0.8),
@@ -126,7 +137,7 @@ def test_pose_to_bbox(rng):
     assert out['gt_bboxes'].tensor[2].tolist() == [1., 2., 30., 40.]      # no pose: kept
     # a face projected outside the image has an empty box and is dropped
     results, _ = loaded(rng)
-    results['gt_poses'][0, 3] = 50.0
+    results['gt_poses'].tensor[0, 3] = 50.0
     out = TRANSFORMS.build(dict(type='PoseToBBox'))(results)
     assert len(out['gt_poses']) == len(out['gt_landmarks']) == len(out['gt_bboxes']) == 2
 
@@ -154,10 +165,11 @@ def test_pack(rng):
     results, poses = loaded(rng, without_pose=[0])
     out = TRANSFORMS.build(dict(type='PackFacePoseInputs'))(results)
     gt, ignored = out['data_samples'].gt_instances, out['data_samples'].ignored_instances
+    assert isinstance(gt.poses, FacePoses) and gt.poses.img_shape == SHAPE
     assert gt.poses.dtype == torch.float32 and gt.poses.shape == (2, 6)
     assert gt.landmarks.shape == (2, 68, 2)
-    torch.testing.assert_close(gt.poses, poses[1:].float())
-    assert len(ignored) == 1 and (ignored.poses == POSE_SENTINEL).all()
+    torch.testing.assert_close(gt.poses.tensor, poses[1:].float())
+    assert len(ignored) == 1 and not ignored.poses.valid.any()
     assert out['inputs'].shape == (3, *SHAPE)
 
 
@@ -165,7 +177,9 @@ def test_non_pose_aware_geometry_is_refused(rng):
     results, _ = loaded(rng)
     results = TRANSFORMS.build(dict(type='Resize', scale=(80, 60), keep_ratio=True))(results)
     with pytest.raises(RuntimeError, match='not pose-aware'):
-        TRANSFORMS.build(dict(type='PackFacePoseInputs'))(results)
+        TRANSFORMS.build(dict(type='PoseToBBox'))(results)
+    with pytest.raises(RuntimeError, match='not pose-aware'):
+        TRANSFORMS.build(dict(type='PoseRandomFlip', prob=1.0))(results)
     results, _ = loaded(rng)
     results['gt_bboxes'] = results['gt_bboxes'][:1]      # e.g. mmdet's FilterAnnotations
     with pytest.raises(ValueError, match='disagree'):
@@ -177,14 +191,16 @@ def test_test_pipeline_keeps_original_frame(rng):
     test-time convention: predictions are rescaled to ori_shape)."""
     results, poses = loaded(rng)
     info = {k: results[k] for k in ('instances', 'height', 'width', 'img', 'img_shape',
-                                    'ori_shape', 'img_id', 'img_path')}
+                                    'ori_shape', 'img_id', 'img_path', 'poses')}
     pipeline = Compose([dict(type='PoseResize', scale=(400, 300), keep_ratio=True),
                         dict(type='LoadFacePoseAnnotations'),
                         dict(type='PackFacePoseInputs',
                              meta_keys=('img_shape', 'ori_shape', 'scale_factor'))])
     out = pipeline(info)
     assert out['data_samples'].img_shape == (300, 400)
-    torch.testing.assert_close(out['data_samples'].gt_instances.poses, poses.float())
+    gt_poses = out['data_samples'].gt_instances.poses
+    assert gt_poses.img_shape == SHAPE
+    torch.testing.assert_close(gt_poses.tensor, poses.float())
 
 
 def test_random_contrast():

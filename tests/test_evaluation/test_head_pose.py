@@ -14,6 +14,7 @@ from img2pose_mm.datasets.biwi import BIWIDataset
 from img2pose_mm.evaluation import HeadPoseMetric
 from img2pose_mm.evaluation.functional import angle_errors, select_by_center, select_by_iou
 from img2pose_mm.structures import (
+    FacePoses,
     euler_to_rotvec,
     load_reference_points,
     points_to_bbox,
@@ -28,7 +29,7 @@ AFLW_SHAPE = (120, 160)   # h, w of the fixture images
 
 
 def scipy_euler(rotvecs):
-    """SPEC §3 with scipy: E = from_matrix(R.T).as_euler('xyz'), (E0, -E1, -E2)."""
+    """docs/reference.md §3 with scipy: E = from_matrix(R.T).as_euler('xyz'), (E0, -E1, -E2)."""
     e = Rotation.from_matrix(Rotation.from_rotvec(rotvecs).as_matrix().transpose(0, 2, 1)) \
         .as_euler('xyz', degrees=True)
     return np.stack([e[:, 0], -e[:, 1], -e[:, 2]], 1)
@@ -89,15 +90,17 @@ def test_aflw2000_reads_release_format_and_filters(tmp_path):
         assert (info['height'], info['width']) == AFLW_SHAPE
         assert info['img_path'].endswith(info['img_id'] + '.jpg')
         inst, = info['instances']
-        assert inst['pose_valid'] and inst['bbox_label'] == 0 and inst['ignore_flag'] == 0
-        gt = torch.from_numpy(inst['pose'])
+        assert info['poses'].valid.all() and inst['bbox_label'] == 0 and inst['ignore_flag'] == 0
+        gt = info['poses'].tensor[0].double()
+        # the benchmark's own angles: Pose_Para in degrees
+        np.testing.assert_allclose(info['gt_euler'][0], np.rad2deg(info['pose_para'][0, :3]))
         # rotation from Pose_Para through euler_to_rotvec: the same Euler angles back
         np.testing.assert_allclose(pose_to_euler(gt[None])[0].numpy(),
-                                   np.rad2deg(inst['pose_para'][:3]), atol=1e-9)
-        assert rotation_angle_between(gt[None, :3], pose[None, :3]).item() < 1e-9
+                                   np.rad2deg(info['pose_para'][0, :3]), atol=1e-4)
+        assert rotation_angle_between(gt[None, :3], pose[None, :3]).item() < 1e-6
         # translation from EPnP of the landmarks (exact projections: exact pose)
         np.testing.assert_allclose(gt[3:].numpy(), pose[3:].numpy(), rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(inst['landmarks'], landmarks, rtol=1e-6)
+        np.testing.assert_allclose(info['landmarks'][0], landmarks, rtol=1e-6)
         # the box: the img2pose rule on the landmarks, roll of the landmark pose
         box = points_to_bbox(torch.from_numpy(landmarks)[None], pose[None, 2], AFLW_SHAPE)
         np.testing.assert_allclose(inst['bbox'], box[0].numpy())
@@ -150,15 +153,13 @@ def test_biwi_reads_frames_and_pose_files(tmp_path, rng):
     assert [d['img_id'] for d in ds] == list(truth)
     for info in ds:
         rot, trans = truth[info['img_id']]
-        inst, = info['instances']
         assert info['img_path'].endswith(info['img_id'] + '_rgb.png')
-        assert inst['pose_valid'] and np.isnan(inst['pose'][3:]).all()
-        np.testing.assert_allclose(inst['translation_mm'], trans, atol=1e-6)
-        np.testing.assert_allclose(
-            Rotation.from_rotvec(inst['pose'][:3]).as_matrix(), rot, atol=2e-6)
+        # no translation in img2pose's camera: no pose, only the angles
+        assert not info['poses'].valid.any() and info['poses'].img_shape == (48, 64)
+        np.testing.assert_allclose(info['translations_mm'][0], trans, atol=1e-6)
+        np.testing.assert_allclose(info['rotation_matrices'][0], rot, atol=2e-6)
         # the same angles the established BIWI protocol derives from the file
-        np.testing.assert_allclose(pose_to_euler(torch.from_numpy(inst['pose'])).numpy(),
-                                   hopenet_biwi_angles(rot), atol=1e-3)
+        np.testing.assert_allclose(info['gt_euler'][0], hopenet_biwi_angles(rot), atol=1e-3)
     # img2pose's frame list format: "<path> pitch yaw roll"
     (tmp_path / 'BIWI_annotations.txt').write_text(
         '02/frame_00004_rgb.png 1.0 2.0 3.0\n01/frame_00007_rgb.png 0 0 0\n')
@@ -196,16 +197,18 @@ def test_selection_rules():
 
 
 # ----------------------------------------------------------------------------- metric
-def pose_sample(img_path, instances, boxes, scores, poses, shape=AFLW_SHAPE):
-    ds = DetDataSample(metainfo=dict(img_path=img_path, ori_shape=shape))
+def pose_sample(info, boxes, scores, poses, shape=AFLW_SHAPE):
+    ds = DetDataSample(metainfo=dict(img_path=info['img_path'], ori_shape=shape,
+                                     gt_euler=info['gt_euler']))
+    ds.gt_instances = InstanceData(
+        bboxes=torch.tensor([inst['bbox'] for inst in info['instances']], dtype=torch.float32),
+        poses=info['poses'])
     ds.pred_instances = InstanceData(
         bboxes=torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4)),
         scores=torch.as_tensor(np.asarray(scores, dtype=np.float32)),
         labels=torch.zeros(len(scores), dtype=torch.long),
         poses=torch.as_tensor(np.asarray(poses, dtype=np.float32).reshape(-1, 6)))
-    out = ds.to_dict()
-    out['instances'] = instances
-    return out
+    return ds.to_dict()
 
 
 def aflw_samples(tmp_path, offset_deg=(0.0, 0.0, 0.0), t_offset=(0.0, 0.0, 0.0)):
@@ -215,13 +218,12 @@ def aflw_samples(tmp_path, offset_deg=(0.0, 0.0, 0.0), t_offset=(0.0, 0.0, 0.0))
     samples = []
     for info in ds:
         inst, = info['instances']
-        gt = torch.from_numpy(inst['pose'])
-        rot = euler_to_rotvec(pose_to_euler(gt[None]) + torch.tensor([offset_deg]))[0]
+        gt = info['poses'].tensor[0].double()
+        rot = euler_to_rotvec(torch.from_numpy(info['gt_euler']) + torch.tensor([offset_deg]))[0]
         pred = torch.cat([rot, gt[3:] + torch.tensor(t_offset)]).numpy()
         decoy = np.array([0.5, 0.5, 0.5, 0.0, 0.0, 5.0])
         far = [0, 0, 5, 5]
-        samples.append(pose_sample(info['img_path'], info['instances'],
-                                   [far, inst['bbox']], [0.99, 0.6], [decoy, pred]))
+        samples.append(pose_sample(info, [far, inst['bbox']], [0.99, 0.6], [decoy, pred]))
     return samples
 
 
@@ -272,14 +274,12 @@ def test_biwi_protocol_end_to_end(tmp_path, rng):
     ds = BIWIDataset(data_prefix=dict(img=root), test_mode=True)
     samples = []
     for info in ds:
-        gt = info['instances'][0]['pose']
-        pred = np.concatenate([euler_to_rotvec(pose_to_euler(torch.from_numpy(gt))
+        pred = np.concatenate([euler_to_rotvec(torch.from_numpy(info['gt_euler'][0])
                                                + torch.tensor([0.0, 0.0, 3.0])).numpy(),
                                [0, 0, 5]])
         # a confident off-centre face, a central low-score one, and the answer
         samples.append(pose_sample(
-            info['img_path'], info['instances'],
-            [[0, 0, 10, 10], [27, 19, 37, 29], [22, 14, 42, 34]], [0.99, 0.5, 0.95],
+            info, [[0, 0, 10, 10], [27, 19, 37, 29], [22, 14, 42, 34]], [0.99, 0.5, 0.95],
             [np.zeros(6), np.zeros(6), pred], shape=(48, 64)))
     metric = HeadPoseMetric(selection='center', prefix='biwi')
     metric.process({}, samples)
@@ -293,7 +293,8 @@ def test_biwi_protocol_end_to_end(tmp_path, rng):
 def test_metric_reads_gt_instances_and_rejects_bad_input():
     ds = DetDataSample(metainfo=dict(img_path='x.jpg', ori_shape=(100, 100)))
     pose = torch.tensor([[0.1, 0.2, 0.0, 0.0, 0.0, 5.0]])
-    ds.gt_instances = InstanceData(bboxes=torch.tensor([[10., 10, 50, 50]]), poses=pose)
+    ds.gt_instances = InstanceData(bboxes=torch.tensor([[10., 10, 50, 50]]),
+                                   poses=FacePoses(pose, img_shape=(100, 100)))
     ds.pred_instances = InstanceData(bboxes=torch.tensor([[12., 10, 50, 52]]),
                                      scores=torch.tensor([0.9]), labels=torch.tensor([0]),
                                      poses=pose)

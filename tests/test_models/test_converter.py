@@ -19,7 +19,7 @@ spec.loader.exec_module(converter)
 
 
 def torchvision_img2pose(seed=0):
-    """The original's modules (SPEC §2) built from torchvision, randomly initialised."""
+    """The original's modules (docs/reference.md §2) built from torchvision, randomly initialised."""
     torch.manual_seed(seed)
     backbone = resnet_fpn_backbone(backbone_name='resnet18', weights=None, trainable_layers=3)
     for module in backbone.modules():   # give the frozen BatchNorms non-trivial statistics
@@ -98,8 +98,9 @@ def converted(tmp_path_factory):
 def test_every_key_used_and_loads_strictly(converted):
     _, _, ckpt, model, notes, result = converted
     assert not result.missing_keys and not result.unexpected_keys
-    # the pose statistics travel in the checkpoint and reach the coder
+    # the pose statistics and the original's face model travel in the checkpoint
     coder = model.roi_head.bbox_head.bbox_coder
+    assert coder.face_model.integer_box_centre and coder.face_model.rotation_method == 'svd'
     torch.testing.assert_close(coder.pose_mean, torch.tensor([0.1, -0.2, 0.05, 0.0, 0.1, 5.0]))
     torch.testing.assert_close(coder.pose_stddev, torch.tensor([0.3, 0.4, 0.2, 0.2, 0.2, 1.5]))
     state, _ = converter.convert_state_dict(converter.extract_state_dict(ckpt))
@@ -111,7 +112,7 @@ def test_every_key_used_and_loads_strictly(converted):
     head = model.roi_head.bbox_head
     torch.testing.assert_close(head.fc_cls.weight[0],
                                orig['module.roi_heads.class_predictor.cls_score.weight'][1])
-    torch.testing.assert_close(head.fc_reg[3].weight,
+    torch.testing.assert_close(head.fc_pose[3].weight,
                                orig['module.roi_heads.box_predictor.dof_pred.3.weight'][6:])
 
 

@@ -11,7 +11,7 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 
 import img2pose_mm  # noqa: F401
-from img2pose_mm.structures import load_reference_points, pose_to_bbox
+from img2pose_mm.structures import FacePoses, load_reference_points, pose_to_bbox
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_CFG = REPO / 'configs' / '_base_' / 'models' / 'img2pose_r18_fpn.py'
@@ -28,7 +28,7 @@ def build_model(cfg_path: Path = MODEL_CFG, **overrides):
 
 
 def make_sample(poses: torch.Tensor, img_shape=(128, 160), ori_shape=None, scale_factor=(1., 1.)):
-    """A DetDataSample whose GT boxes come from the poses (SPEC §3 rule)."""
+    """A DetDataSample whose GT boxes come from the poses (docs/reference.md §3 rule)."""
     h, w = img_shape
     ori_shape = ori_shape or img_shape
     points = torch.from_numpy(load_reference_points()).to(poses)
@@ -36,7 +36,8 @@ def make_sample(poses: torch.Tensor, img_shape=(128, 160), ori_shape=None, scale
                                          batch_input_shape=(h, w), scale_factor=scale_factor))
     sample.gt_instances = InstanceData(
         bboxes=pose_to_bbox(poses, points, img_shape).float(),
-        labels=torch.zeros(len(poses), dtype=torch.long), poses=poses.float())
+        labels=torch.zeros(len(poses), dtype=torch.long),
+        poses=FacePoses(poses.float(), img_shape=img_shape))
     return sample
 
 

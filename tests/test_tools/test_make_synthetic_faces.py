@@ -160,12 +160,29 @@ def test_resume_reuses_and_regenerates(tmp_path):
                          lmdb=False, progress=False)
 
 
-def test_missing_lmdb_converter_is_reported(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(msf, 'load_lmdb_converter', lambda: None)
-    params = msf.SynthParams(min_size=64, max_size=64, max_faces=1, min_face=20)
-    msf.make_dataset(tmp_path, 1, 1, params, lmdb=True, progress=False)
-    assert 'json_to_lmdb.py is not there' in capsys.readouterr().err
-    assert (tmp_path / 'train.json').is_file() and (tmp_path / 'val.json').is_file()
+def test_overwrite_and_stale_lmdb_are_rebuilt(tmp_path, capsys):
+    """``--overwrite`` on an existing folder regenerates everything (LMDBs included), and an
+    LMDB made from an older JSON is rebuilt instead of resumed."""
+    out = str(tmp_path / 'D')
+    argv = ['--out-dir', out, '--num-train', '3', '--num-val', '2', '--img-size', '64',
+            '--max-faces', '1', '--min-face', '20']
+    msf.main(argv)
+    first = (tmp_path / 'D' / 'train.lmdb' / 'data.mdb').stat().st_mtime_ns
+    msf.main(argv + ['--overwrite'])
+    assert (tmp_path / 'D' / 'train.lmdb' / 'data.mdb').stat().st_mtime_ns != first
+    assert (tmp_path / 'D' / 'train_pose_mean.npy').is_file()
+    # a stale LMDB: the JSON changed after the conversion
+    json_path = tmp_path / 'D' / 'val.json'
+    lines = json_path.read_text().splitlines()
+    json_path.write_text('\n'.join(lines[:1]) + '\n')
+    capsys.readouterr()
+    msf.convert_split(json_path, tmp_path / 'D', 'val')
+    assert 'rebuilding it' in capsys.readouterr().err
+    from img2pose_mm.datasets.lmdb_record import open_lmdb_readonly, read_keys
+    env = open_lmdb_readonly(str(tmp_path / 'D' / 'val.lmdb'))
+    with env.begin() as txn:
+        assert len(read_keys(txn, 'val.lmdb')) == 1
+    env.close()
 
 
 def test_cli_and_bad_parameters(tmp_path):

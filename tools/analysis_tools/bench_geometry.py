@@ -2,7 +2,7 @@
 """Micro-benchmark: img2pose's pose decode of N proposals, batched vs a per-box loop.
 
 Decode = local -> global pose, projection of the 68 reference points, box from the
-projection (SPEC §3). The baseline is written the way the original works: one box
+projection (docs/reference.md §3). The baseline is written the way the original works: one box
 at a time with numpy and scipy's ``Rotation``.
 
     python tools/analysis_tools/bench_geometry.py --num-proposals 1000 --repeats 20
@@ -102,8 +102,8 @@ def main() -> None:
     print(f'decode of {n} proposals, {h}x{w}, {args.device}; per-box numpy/scipy loop: '
           f'{t_loop * 1e3:.1f} ms')
     for method in ('markley', 'svd'):
-        coder = PoseBBoxCoder(pose_mean=mean.tolist(), pose_stddev=std.tolist(),
-                              rotation_method=method)
+        coder = PoseBBoxCoder(face_model=dict(rotation_method=method), pose_mean=mean.tolist(),
+                              pose_stddev=std.tolist())
 
         def batched(coder=coder):
             coder.decode(boxes_t, preds_t, (h, w))

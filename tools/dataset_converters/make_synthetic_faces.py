@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import multiprocessing as mp
 import os
@@ -52,6 +51,7 @@ import numpy as np
 import torch
 
 import Sim3DR
+from img2pose_mm.datasets.lmdb_converter import convert as convert_json_list
 from img2pose_mm.structures import (
     euler_to_rotvec,
     image_intrinsics,
@@ -468,34 +468,21 @@ def check_meta(out_dir: Path, params: SynthParams, overwrite: bool) -> None:
     atomic_write(meta_path, (json.dumps(meta, indent=2) + '\n').encode())
 
 
-def load_lmdb_converter():
-    """``convert`` of tools/dataset_converters/json_to_lmdb.py, or None if it is absent."""
-    path = Path(__file__).resolve().parent / 'json_to_lmdb.py'
-    if not path.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location('img2pose_mm_json_to_lmdb', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, 'convert'):
-        raise ImportError(f'{path} has no convert() function')
-    return module.convert
-
-
-def convert_split(convert, json_path: Path, out_dir: Path, split: str,
-                  overwrite: bool = False) -> dict:
+def convert_split(json_path: Path, out_dir: Path, split: str, overwrite: bool = False) -> dict:
     """``<out_dir>/<split>.lmdb`` (+ pose statistics for train) from the split's JSON.
 
-    An up-to-date LMDB is kept; one made from another version of the JSON is rebuilt.
+    An up-to-date LMDB is kept; one made from another version of the JSON (or any LMDB
+    with ``overwrite``) is rebuilt.
     """
     args = (str(json_path), str(out_dir), split)
     kwargs = dict(train=split == 'train', image_root=str(out_dir))
     if not overwrite:
         try:
-            return convert(*args, resume=True, **kwargs)
-        except (FileExistsError, ValueError) as err:
+            return convert_json_list(*args, resume=True, **kwargs)
+        except ValueError as err:
             print(f'{split}.lmdb does not match {json_path.name} ({err}): rebuilding it',
                   file=sys.stderr)
-    return convert(*args, resume=False, overwrite=True, **kwargs)
+    return convert_json_list(*args, resume=False, **kwargs)
 
 
 def make_dataset(out_dir: Path, num_train: int, num_val: int, params: SynthParams,
@@ -513,15 +500,9 @@ def make_dataset(out_dir: Path, num_train: int, num_val: int, params: SynthParam
         outputs[split] = generate_split(out_dir, split, num, params, workers, overwrite,
                                         progress)
     if lmdb:
-        convert = load_lmdb_converter()
-        if convert is None:
-            print('LMDB conversion skipped: tools/dataset_converters/json_to_lmdb.py is not '
-                  'there yet (run it on train.json / val.json later, or pass --no-lmdb)',
-                  file=sys.stderr)
-        else:
-            for split, json_path in outputs.items():
-                if (num_train, num_val)[SPLIT_IDS[split]] > 0:
-                    convert_split(convert, json_path, out_dir, split, overwrite)
+        for split, json_path in outputs.items():
+            if (num_train, num_val)[SPLIT_IDS[split]] > 0:
+                convert_split(json_path, out_dir, split, overwrite)
     return outputs
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install the verified stack (SPEC.md section 8). Idempotent: a second
+# Create .venv and install the verified stack (docs/reference.md §8). Idempotent: a second
 # run only checks each step (seconds). Called by `make setup`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -49,7 +49,7 @@ DEFAULT_OUT = REPO / 'img2pose_mm' / 'structures' / 'data'
 SDIST = 'menpo3d==0.8.6'
 DATA_PREFIX = 'menpo3d-0.8.6/menpo3d/data/'
 
-# menpo's 68-point order -> iBUG order (see SPEC.md section 9)
+# menpo's 68-point order -> iBUG order (see docs/reference.md §9)
 MENPO_TO_IBUG = (list(range(0, 17)) + list(range(29, 34)) + list(range(43, 48))
                  + list(range(34, 43)) + list(range(17, 23)) + list(range(23, 29))
                  + list(range(48, 68)))

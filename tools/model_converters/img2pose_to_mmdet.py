@@ -12,13 +12,13 @@ layouts differ and are converted explicitly:
   (12); mmdet's class-specific regression has only the face's 6. The 6 background
   outputs (never trained: the pose loss only reads the face class) are reported.
 
-Example::
+The output is self-contained: the pose statistics and the original's face model (its
+reference points, the integer box centre of its decode and the chosen nearest-rotation
+method) travel in the checkpoint, and so does the config that tests it. Example::
 
-    python tools/model_converters/img2pose_to_mmdet.py img2pose_v1.pth img2pose_r18_mmdet.pth \\
-        --pose-mean WIDER_train_pose_mean_v1.npy --pose-stddev WIDER_train_pose_stddev_v1.npy
-
-Evaluate converted weights with ``rotation_method='markley'`` (see
-``configs/img2pose_r18_original.py``) to reproduce the original's numbers.
+    python tools/model_converters/img2pose_to_mmdet.py --release-dir img2pose/ \\
+        img2pose_v1_mmdet.pth
+    python tools/test.py configs/img2pose_r18_original.py img2pose_v1_mmdet.pth
 """
 from __future__ import annotations
 
@@ -31,11 +31,11 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 
 DEFAULT_CONFIG = (Path(__file__).resolve().parents[2] / 'configs' / '_base_' / 'models'
                   / 'img2pose_r18_fpn.py')
+ORIGINAL_CONFIG = Path(__file__).resolve().parents[2] / 'configs' / 'img2pose_r18_original.py'
 
 
 def _reorder_classes(value: torch.Tensor) -> torch.Tensor:
@@ -60,12 +60,12 @@ KEY_RULES: List[Tuple[str, str, Optional[Callable]]] = [
     (r'^rpn\.head\.conv(?:\.0\.0)?\.(weight|bias)$', r'rpn_head.rpn_conv.\1', None),
     (r'^rpn\.head\.cls_logits\.(weight|bias)$', r'rpn_head.rpn_cls.\1', None),
     (r'^rpn\.head\.bbox_pred\.(weight|bias)$', r'rpn_head.rpn_reg.\1', None),
-    (r'^roi_heads\.box_head\.fc6\.(weight|bias)$', r'roi_head.bbox_head.reg_fcs.0.\1', None),
-    (r'^roi_heads\.box_head\.fc7\.(weight|bias)$', r'roi_head.bbox_head.reg_fcs.1.\1', None),
+    (r'^roi_heads\.box_head\.fc6\.(weight|bias)$', r'roi_head.bbox_head.pose_fcs.0.\1', None),
+    (r'^roi_heads\.box_head\.fc7\.(weight|bias)$', r'roi_head.bbox_head.pose_fcs.1.\1', None),
     (r'^roi_heads\.class_head\.fc6\.(weight|bias)$', r'roi_head.bbox_head.cls_fcs.0.\1', None),
     (r'^roi_heads\.class_head\.fc7\.(weight|bias)$', r'roi_head.bbox_head.cls_fcs.1.\1', None),
-    (r'^roi_heads\.box_predictor\.dof_pred\.([01])\.(.+)$', r'roi_head.bbox_head.fc_reg.\1.\2', None),
-    (r'^roi_heads\.box_predictor\.dof_pred\.3\.(weight|bias)$', r'roi_head.bbox_head.fc_reg.3.\1',
+    (r'^roi_heads\.box_predictor\.dof_pred\.([01])\.(.+)$', r'roi_head.bbox_head.fc_pose.\1.\2', None),
+    (r'^roi_heads\.box_predictor\.dof_pred\.3\.(weight|bias)$', r'roi_head.bbox_head.fc_pose.3.\1',
      _face_pose_rows),
     (r'^roi_heads\.class_predictor\.cls_score\.(weight|bias)$', r'roi_head.bbox_head.fc_cls.\1',
      _reorder_classes),
@@ -103,8 +103,8 @@ def convert_state_dict(state: Dict[str, torch.Tensor],
         state: the original state dict (``module.`` already stripped).
         reference: the target model's state dict, to check shapes and report what
             the original does not provide.
-        extra_state: entries to add under their img2pose_mm names (the pose
-            statistics, kept as buffers by the head).
+        extra_state: entries to add under their img2pose_mm names (the pose coder's
+            face model and pose statistics).
 
     Returns:
         The converted state dict and a list of notes (what was reordered/reduced).
@@ -159,24 +159,96 @@ def build_reference_state_dict(config: str) -> Dict[str, torch.Tensor]:
     return MODELS.build(cfg.model).state_dict()
 
 
+RELEASE_FILES = dict(
+    checkpoint=('img2pose_v1.pth', 'models/img2pose_v1.pth'),
+    pose_mean=('WIDER_train_pose_mean_v1.npy', 'models/WIDER_train_pose_mean_v1.npy'),
+    pose_stddev=('WIDER_train_pose_stddev_v1.npy', 'models/WIDER_train_pose_stddev_v1.npy'),
+    reference_points=('pose_references/reference_3d_68_points_trans.npy',
+                      'reference_3d_68_points_trans.npy',
+                      '../pose_references/reference_3d_68_points_trans.npy'),
+    reference_points_5=('pose_references/reference_3d_5_points_trans.npy',
+                        'reference_3d_5_points_trans.npy',
+                        '../pose_references/reference_3d_5_points_trans.npy'),
+)
+
+
+def find_release_files(release_dir: str) -> Dict[str, str]:
+    """The original release's files under ``release_dir`` (the img2pose checkout or its
+    ``models/`` folder): checkpoint, pose statistics and reference points.
+
+    Raises:
+        FileNotFoundError: naming every file that is missing and where it was looked for.
+    """
+    found, missing = {}, []
+    for name, candidates in RELEASE_FILES.items():
+        paths = [os.path.normpath(os.path.join(release_dir, c)) for c in candidates]
+        hit = next((p for p in paths if os.path.isfile(p)), None)
+        if hit is None:
+            missing.append(f'{name} (looked for {", ".join(paths)})')
+        else:
+            found[name] = hit
+    if missing:
+        raise FileNotFoundError(f'{release_dir} lacks release files: ' + '; '.join(missing))
+    return found
+
+
+def coder_state(pose_mean: Optional[str], pose_stddev: Optional[str],
+                reference_points: Optional[str], reference_points_5: Optional[str],
+                rotation_method: str, prefix: str = 'roi_head.bbox_head.bbox_coder.'
+                ) -> Dict[str, torch.Tensor]:
+    """The pose coder's state for the original release: its pose statistics and its face
+    model (reference points, box rule, the integer box centre of its decode)."""
+    from img2pose_mm.task_modules import PoseBBoxCoder
+    coder = PoseBBoxCoder(
+        face_model=dict(reference_points=reference_points, reference_points_5=reference_points_5,
+                        rotation_method=rotation_method, integer_box_centre=True),
+        pose_mean=pose_mean, pose_stddev=pose_stddev)
+    return OrderedDict((prefix + k, v) for k, v in coder.state_dict().items())
+
+
+def _resolved_config_text(path: Path) -> Optional[str]:
+    """The config with its bases merged (what mmengine's runner saves as ``meta['cfg']``)."""
+    if not path.is_file():
+        return None
+    from mmengine.config import Config
+    return Config.fromfile(str(path)).pretty_text
+
+
 def convert(src: str, dst: str, config: Optional[str] = str(DEFAULT_CONFIG),
-            pose_mean: Optional[str] = None, pose_stddev: Optional[str] = None) -> List[str]:
-    """Convert ``src`` to ``dst`` (written atomically); returns the conversion notes."""
+            pose_mean: Optional[str] = None, pose_stddev: Optional[str] = None,
+            reference_points: Optional[str] = None, reference_points_5: Optional[str] = None,
+            rotation_method: str = 'svd') -> List[str]:
+    """Convert ``src`` to a self-contained ``dst`` (written atomically); returns the notes.
+
+    The checkpoint carries, besides the weights, the pose statistics and the original's
+    face model (reference points, integer box centre, ``rotation_method``) as the pose
+    head's state, and the config that tests it (``configs/img2pose_r18_original.py``) in
+    ``meta['cfg']``: ``Img2Pose(checkpoint=dst)`` and ``tools/test.py`` need no other
+    file. Missing statistics or reference points fall back to mean 0 / std 1 and the
+    packaged face, with a note.
+    """
     checkpoint = torch.load(src, map_location='cpu', weights_only=True)
     reference = build_reference_state_dict(config) if config else None
+    notes: List[str] = []
+    for what, path in (('pose_mean', pose_mean), ('pose_stddev', pose_stddev),
+                       ('reference_points', reference_points),
+                       ('reference_points_5', reference_points_5)):
+        if path is None:
+            notes.append(f'no {what} given: the checkpoint uses the default (its outputs will '
+                         'not be the original\'s)')
+    state, map_notes = convert_state_dict(
+        extract_state_dict(checkpoint), reference,
+        coder_state(pose_mean, pose_stddev, reference_points, reference_points_5,
+                    rotation_method))
+    notes += map_notes
     meta = dict(converted_from=os.path.abspath(src), source='img2pose (torchvision layout)',
-                rotation_method='markley')
-    stats = {}
-    for name, path in (('pose_mean', pose_mean), ('pose_stddev', pose_stddev)):
-        if path is not None:
-            values = np.load(path).astype(np.float64).reshape(-1)
-            if values.shape != (6,):
-                raise ValueError(f'{path}: {name} must hold 6 numbers, got {values.shape}')
-            meta[f'{name}_path'] = os.path.abspath(path)
-            meta[name] = values.tolist()
-            # the head keeps the statistics as buffers: the checkpoint is self-contained
-            stats[f'roi_head.bbox_head.{name}'] = torch.tensor(values, dtype=torch.float32)
-    state, notes = convert_state_dict(extract_state_dict(checkpoint), reference, stats)
+                cfg=_resolved_config_text(ORIGINAL_CONFIG),
+                dataset_meta=dict(classes=('face',), palette=[(0, 255, 0)]),
+                face_model=dict(rotation_method=rotation_method, integer_box_centre=True,
+                                reference_points=reference_points,
+                                reference_points_5=reference_points_5),
+                pose_mean_path=pose_mean and os.path.abspath(pose_mean),
+                pose_stddev_path=pose_stddev and os.path.abspath(pose_stddev))
     out_dir = os.path.dirname(os.path.abspath(dst))
     os.makedirs(out_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_dir, suffix='.part')
@@ -191,24 +263,49 @@ def convert(src: str, dst: str, config: Optional[str] = str(DEFAULT_CONFIG),
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description='Convert img2pose weights to img2pose_mm.')
-    parser.add_argument('src', help="original checkpoint ({'fpn_model': state_dict})")
-    parser.add_argument('dst', help='output mmdet checkpoint')
+    parser = argparse.ArgumentParser(
+        description='Convert the original img2pose release to a self-contained img2pose_mm '
+                    'checkpoint (weights, pose statistics and face model).')
+    parser.add_argument('paths', nargs='+', metavar='[SRC] DST',
+                        help="the original checkpoint ({'fpn_model': state_dict}; optional "
+                             'with --release-dir) and the output file')
+    parser.add_argument('--release-dir',
+                        help='folder of the original release (img2pose checkout or its models/ '
+                             'folder): img2pose_v1.pth, WIDER_train_pose_{mean,stddev}_v1.npy, '
+                             'pose_references/*.npy')
+    parser.add_argument('--pose-mean', help='WIDER_train_pose_mean_v1.npy')
+    parser.add_argument('--pose-stddev', help='WIDER_train_pose_stddev_v1.npy')
+    parser.add_argument('--reference-points-68', help='reference_3d_68_points_trans.npy')
+    parser.add_argument('--reference-points-5', help='reference_3d_5_points_trans.npy')
+    parser.add_argument('--rotation-method', choices=('svd', 'markley'), default='svd',
+                        help="nearest rotation of the decode: 'svd' = what the original gives "
+                             "when run with scipy >= 1.16 today; 'markley' = the scipy of "
+                             "2021 behind the paper's numbers")
     parser.add_argument('--config', default=str(DEFAULT_CONFIG),
                         help='img2pose_mm config whose model checks the shapes')
-    parser.add_argument('--pose-mean', help='the original WIDER_train_pose_mean_v1.npy')
-    parser.add_argument('--pose-stddev', help='the original WIDER_train_pose_stddev_v1.npy')
     args = parser.parse_args(argv)
+    if len(args.paths) > 2 or (len(args.paths) == 1 and not args.release_dir):
+        parser.error('give SRC DST, or --release-dir DIR and DST')
+    files = dict(checkpoint=None, pose_mean=None, pose_stddev=None, reference_points=None,
+                 reference_points_5=None)
     try:
-        notes = convert(args.src, args.dst, args.config, args.pose_mean, args.pose_stddev)
+        if args.release_dir:
+            files.update(find_release_files(args.release_dir))
+        given = dict(pose_mean=args.pose_mean, pose_stddev=args.pose_stddev,
+                     reference_points=args.reference_points_68,
+                     reference_points_5=args.reference_points_5)
+        files.update({k: v for k, v in given.items() if v is not None})
+        src = args.paths[0] if len(args.paths) == 2 else files['checkpoint']
+        notes = convert(src, args.paths[-1], args.config, files['pose_mean'],
+                        files['pose_stddev'], files['reference_points'],
+                        files['reference_points_5'], args.rotation_method)
     except (KeyError, ValueError, FileNotFoundError) as exc:
         print(f'conversion failed: {exc}', file=sys.stderr)
         return 1
     for note in notes:
         print(f'note: {note}')
-    print(f'saved {args.dst}')
-    print("evaluate it with model.roi_head.bbox_head.bbox_coder.rotation_method='markley' "
-          'and the pose mean/stddev above to reproduce the original numbers')
+    print(f'saved {args.paths[-1]}: python tools/test.py configs/img2pose_r18_original.py '
+          f'{args.paths[-1]}  or  Img2Pose(checkpoint={args.paths[-1]!r})')
     return 0
 
 

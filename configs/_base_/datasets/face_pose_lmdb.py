@@ -1,5 +1,5 @@
 # Face-pose LMDB (tools/dataset_converters/json_to_lmdb.py) with img2pose's augmentations
-# (SPEC §5) and multi-scale training (SPEC §2). The default data root is the embedded
+# (docs/reference.md §5) and multi-scale training (docs/reference.md §2). The default data root is the embedded
 # synthetic dataset (tools/dataset_converters/make_synthetic_faces.py); point data_root,
 # the ann_files and the pose statistics at e.g. WIDER_train.lmdb for the real recipe.
 dataset_type = 'FacePoseLMDBDataset'

@@ -1,9 +1,14 @@
 # img2pose (CVPR 2021): ResNet-18 + FPN (P2-P6), RPN, and a RoI head with a class branch
-# and a 6DoF pose branch. Boxes are projected from the predicted poses. Numbers: SPEC §2.
+# and a 6DoF pose branch. Boxes are projected from the predicted poses. Numbers: docs/reference.md §2.
 # pose statistics of box-local GT poses over the training set (paths to .npy files or
 # 6 numbers); the dataset converter writes them next to the LMDB.
 pose_mean = None
 pose_stddev = None
+# The face model (img2pose_mm.structures.FaceModel): the 3D reference points and the
+# pose <-> box rules. None = the packaged face with img2pose's rules (box x1.1/y1.1 plus
+# 0.3 forehead, 'svd' nearest rotation, fractional box centre). Checkpoints carry the
+# face they were trained with and it wins over this one.
+face_model = None
 
 model = dict(
     type='TwoStageDetector',
@@ -63,14 +68,10 @@ model = dict(
             fc_out_channels=1024,
             bbox_coder=dict(
                 type='PoseBBoxCoder',
+                face_model=face_model,
                 pose_mean=pose_mean,
-                pose_stddev=pose_stddev,
-                reference_points=None,        # ours; the original's .npy files work too
-                bbox_x_factor=1.1,
-                bbox_y_factor=1.1,
-                expand_forehead=0.3,
-                rotation_method='svd'),
-            reg_predictor_cfg=dict(type='DoFPredictor', hidden_channels=256),
+                pose_stddev=pose_stddev),
+            pose_predictor_cfg=dict(type='DoFPredictor', hidden_channels=256),
             loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
             loss_dof=dict(type='DoFLoss', loss_weight=1.0),
             loss_points=dict(type='PosePointsLoss', loss_weight=1.0))),

@@ -1,4 +1,4 @@
-# img2pose's recipe (SPEC §5): SGD, gradient clipping at 10, the learning rate divided by
+# img2pose's recipe (docs/reference.md §5): SGD, gradient clipping at 10, the learning rate divided by
 # 10 when the validation loss plateaus, early stopping, up to 100 epochs, seed 42.
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=100, val_interval=1)
 val_cfg = dict(type='ValLossLoop')      # adds the validation losses to the metrics

@@ -1,68 +1,53 @@
 """Face boxes from poses, faces without pose, and packing ``gt_instances.poses``."""
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Union
 
 import numpy as np
-import torch
 from mmcv.transforms import BaseTransform
 from mmdet.datasets.transforms import PackDetInputs
 from mmdet.registry import TRANSFORMS
 
-from img2pose_mm.structures import pose_to_bbox
+from img2pose_mm.structures import FaceModel, FaceModelLike
 
 from .pose_utils import (
     boxes_numpy,
+    follow_pad,
     image_hw,
     num_instances,
     pose_valid_mask,
-    reference_points_68,
     select_instances,
     set_boxes,
-    sync_pose_frame,
 )
 
 
 @TRANSFORMS.register_module()
 class PoseToBBox(BaseTransform):
-    """Rebuild the GT boxes of faces with a pose from the pose (img2pose's rule, SPEC §3:
-    :func:`~img2pose_mm.structures.pose_to_bbox`), as the original builds its training
-    boxes. Faces without a pose keep their boxes. Faces whose pose box is smaller than
-    ``min_size`` pixels (width or height, e.g. projected outside the image) are dropped.
+    """Rebuild the GT boxes of faces with a pose from the pose (the face model's box rule,
+    :meth:`~img2pose_mm.structures.FacePoses.to_bboxes`), as the original builds its
+    training boxes. Faces without a pose keep their boxes. Faces whose pose box is
+    smaller than ``min_size`` pixels (width or height, e.g. projected outside the image)
+    are dropped.
 
     Required Keys: ``img``/``img_shape``, ``gt_bboxes``, ``gt_poses``.
     Modified Keys: ``gt_bboxes`` and, when faces are dropped, every GT instance key.
     """
 
-    def __init__(self, reference_points: Optional[str] = None, x_factor: float = 1.1,
-                 y_factor: float = 1.1, expand_forehead: float = 0.3,
-                 min_size: float = 1.0) -> None:
-        self.reference_points = reference_points
-        self.x_factor, self.y_factor = float(x_factor), float(y_factor)
-        self.expand_forehead = float(expand_forehead)
+    def __init__(self, face_model: FaceModelLike = None, min_size: float = 1.0) -> None:
+        self.face_model = FaceModel.build(face_model)
         self.min_size = float(min_size)
-        self._points: Optional[torch.Tensor] = None
-
-    @property
-    def points(self) -> torch.Tensor:
-        if self._points is None:
-            self._points = reference_points_68(self.reference_points)
-        return self._points
 
     def transform(self, results: dict) -> dict:
         """Replace the boxes of faces with a pose."""
         if results.get('gt_poses') is None or results.get('gt_bboxes') is None:
             return results
-        sync_pose_frame(results, self.points)
+        follow_pad(results, self.face_model)
         num_instances(results)
-        valid = pose_valid_mask(results['gt_poses'])
+        valid = pose_valid_mask(results)
         if not valid.any():
             return results
-        shape = image_hw(results)
-        poses = torch.from_numpy(results['gt_poses'][valid].astype(np.float64))
         boxes = boxes_numpy(results['gt_bboxes'])
-        boxes[valid] = pose_to_bbox(poses, self.points, shape, self.x_factor, self.y_factor,
-                                    self.expand_forehead).numpy()
+        boxes[valid] = results['gt_poses'].to_bboxes(self.face_model).double().numpy()[valid]
         set_boxes(results, boxes)
         small = valid & ((boxes[:, 2] - boxes[:, 0] < self.min_size)
                          | (boxes[:, 3] - boxes[:, 1] < self.min_size))
@@ -71,8 +56,7 @@ class PoseToBBox(BaseTransform):
         return results
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(x_factor={self.x_factor}, y_factor={self.y_factor}, '
-                f'expand_forehead={self.expand_forehead}, min_size={self.min_size})')
+        return f'{self.__class__.__name__}(face_model={self.face_model!r}, min_size={self.min_size})'
 
 
 @TRANSFORMS.register_module()
@@ -98,7 +82,7 @@ class BlackOutFacesWithoutPose(BaseTransform):
         if results.get('gt_poses') is None or results.get('gt_bboxes') is None:
             return results
         num_instances(results)
-        missing = ~pose_valid_mask(results['gt_poses'])
+        missing = ~pose_valid_mask(results)
         if not missing.any():
             return results
         h, w = image_hw(results)
@@ -129,12 +113,16 @@ class BlackOutFacesWithoutPose(BaseTransform):
 @TRANSFORMS.register_module()
 class PackFacePoseInputs(PackDetInputs):
     """mmdet's ``PackDetInputs`` that also packs ``gt_poses`` -> ``gt_instances.poses``
-    and ``gt_landmarks`` -> ``gt_instances.landmarks`` (ignored faces go to
-    ``ignored_instances`` like their boxes).
+    (the :class:`~img2pose_mm.structures.FacePoses` as it is) and ``gt_landmarks`` ->
+    ``gt_instances.landmarks``; ignored faces go to ``ignored_instances`` like their boxes.
 
     If mmdet's ``Pad`` ran after the pose-aware transforms, the poses are first moved to
     the padded image's camera (``Pad`` sets ``img_shape`` to the padded shape, and the
     model's camera is ``image_intrinsics(img_shape)``).
+
+    Args:
+        meta_keys: as mmdet's.
+        face_model: the face model (used to follow mmdet's ``Pad``).
 
     Raises:
         ValueError: GT instance keys disagree in length (a transform that does not know
@@ -145,25 +133,34 @@ class PackFacePoseInputs(PackDetInputs):
         'gt_bboxes': 'bboxes',
         'gt_bboxes_labels': 'labels',
         'gt_masks': 'masks',
-        'gt_poses': 'poses',
         'gt_landmarks': 'landmarks',
     }
 
     def __init__(self, meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                                   'scale_factor', 'flip', 'flip_direction'),
-                 reference_points: Optional[str] = None) -> None:
+                 face_model: FaceModelLike = None) -> None:
         super().__init__(meta_keys=meta_keys)
-        self.reference_points = reference_points
+        self.face_model = FaceModel.build(face_model)
 
     def transform(self, results: dict) -> dict:
         """Pack image, meta and GT instances."""
-        if results.get('gt_poses') is not None:
-            sync_pose_frame(results, reference_points_68(self.reference_points))
-            results['gt_poses'] = np.asarray(results['gt_poses'], dtype=np.float32)
+        num_instances(results)
+        follow_pad(results, self.face_model, allow_original_frame=True)
         if results.get('gt_landmarks') is not None:
             results['gt_landmarks'] = np.asarray(results['gt_landmarks'], dtype=np.float32)
-        num_instances(results)
-        return super().transform(results)
+        poses = results.pop('gt_poses', None)
+        packed = super().transform(results)
+        if poses is not None:
+            sample = packed['data_samples']
+            flags = results.get('gt_ignore_flags')
+            if flags is None:
+                sample.gt_instances.poses = poses
+            else:
+                flags = np.asarray(flags, dtype=bool)
+                sample.gt_instances.poses = poses[~flags]
+                sample.ignored_instances.poses = poses[flags]
+            results['gt_poses'] = poses
+        return packed
 
 
 __all__ = ['PoseToBBox', 'BlackOutFacesWithoutPose', 'PackFacePoseInputs']

@@ -7,10 +7,9 @@ lands where the projections under the input image moved to.
 from __future__ import annotations
 
 import logging
-from typing import Optional, Sequence, Tuple, Union
+from typing import Sequence, Tuple, Union
 
 import numpy as np
-import torch
 from mmcv.transforms import BaseTransform
 from mmcv.transforms.utils import cache_randomness
 from mmdet.datasets.transforms import RandomFlip, Resize
@@ -18,51 +17,39 @@ from mmdet.registry import TRANSFORMS
 from mmdet.structures.bbox import BaseBoxes
 from mmengine.logging import print_log
 
-from img2pose_mm.structures import flip_pose, mirror_permutation, scale_translate_map
+from img2pose_mm.structures import FaceModel, FaceModelLike, mirror_permutation, scale_translate_map
 
 from .pose_utils import (
-    POSE_FRAME_KEY,
     boxes_numpy,
+    follow_pad,
     image_hw,
     landmark_valid_mask,
     map_landmarks,
     num_instances,
     pose_valid_mask,
     record_homography,
-    reference_points_68,
     select_instances,
     set_boxes,
-    sync_pose_frame,
-    update_poses,
 )
 
 
 class _PoseAware:
-    """Reference points for pose updates and the frame bookkeeping."""
+    """The face model the poses are moved with, and mmdet's ``Pad`` caught up on."""
 
-    def _init_pose(self, reference_points: Optional[str], refine_poses: bool) -> None:
-        self.reference_points = reference_points
+    def _init_pose(self, face_model: FaceModelLike, refine_poses: bool) -> None:
+        self.face_model = FaceModel.build(face_model)
         self.refine_poses = refine_poses
-        self._points: Optional[torch.Tensor] = None
-
-    @property
-    def points(self) -> torch.Tensor:
-        if self._points is None:
-            self._points = reference_points_68(self.reference_points)
-        return self._points
 
     def _sync(self, results: dict) -> None:
-        sync_pose_frame(results, self.points, self.refine_poses)
+        follow_pad(results, self.face_model, self.refine_poses)
 
-    def _move_poses(self, results: dict, src: Tuple[int, int], pixel_map: np.ndarray) -> None:
+    def _move_poses(self, results: dict, pixel_map: np.ndarray) -> None:
         """Update ``gt_poses``/``gt_landmarks`` after the image went through ``pixel_map``."""
-        dst = image_hw(results)
         if results.get('gt_landmarks') is not None:
             results['gt_landmarks'] = map_landmarks(results['gt_landmarks'], pixel_map)
         if results.get('gt_poses') is not None:
-            results['gt_poses'] = update_poses(results['gt_poses'], src, dst, pixel_map,
-                                               self.points, self.refine_poses)
-            results[POSE_FRAME_KEY] = dst
+            results['gt_poses'].warp_(pixel_map, image_hw(results), self.face_model,
+                                      self.refine_poses)
 
 
 @TRANSFORMS.register_module()
@@ -78,15 +65,15 @@ class PoseRandomFlip(_PoseAware, RandomFlip):
     Args:
         prob: flip probability.
         direction: only ``'horizontal'`` (a face pose has no vertical mirror).
-        reference_points: ``.npy`` 68 reference points used if mmdet's ``Pad`` ran before.
+        face_model: the face model (used if mmdet's ``Pad`` ran before).
     """
 
     def __init__(self, prob: float = 0.5, direction: str = 'horizontal',
-                 reference_points: Optional[str] = None) -> None:
+                 face_model: FaceModelLike = None) -> None:
         if direction != 'horizontal':
             raise ValueError(f'PoseRandomFlip only flips horizontally, got {direction!r}')
         RandomFlip.__init__(self, prob=prob, direction=direction)
-        self._init_pose(reference_points, True)
+        self._init_pose(face_model, True)
 
     def _flip(self, results: dict) -> None:
         RandomFlip._flip(self, results)
@@ -101,13 +88,7 @@ class PoseRandomFlip(_PoseAware, RandomFlip):
                 flipped[valid] = mirrored
             results['gt_landmarks'] = flipped
         if results.get('gt_poses') is not None:
-            poses = results['gt_poses'].copy()
-            valid = pose_valid_mask(poses)
-            if valid.any():
-                poses[valid] = flip_pose(torch.from_numpy(poses[valid].astype(np.float64)),
-                                         (h, w)).numpy()
-            results['gt_poses'] = poses
-            results[POSE_FRAME_KEY] = (h, w)
+            results['gt_poses'].flip_()
 
     def transform(self, results: dict) -> dict:
         """Flip with probability ``prob``."""
@@ -127,9 +108,9 @@ class PoseResize(_PoseAware, Resize):
     edges; a warning is logged above :attr:`ANISOTROPY_WARNING`).
 
     Args:
-        reference_points: ``.npy`` 68 reference points (default: packaged face).
+        face_model: the face model (default: the packaged face).
         refine_poses: EPnP-refine poses the closed form leaves off (anisotropic scale);
-            see :func:`~img2pose_mm.datasets.transforms.pose_utils.update_poses`.
+            see :meth:`~img2pose_mm.structures.FacePoses.warp_`.
         **kwargs: mmdet ``Resize`` arguments (``scale``, ``scale_factor``,
             ``keep_ratio``, ``clip_object_border``, ``backend``, ``interpolation``).
     """
@@ -137,16 +118,15 @@ class PoseResize(_PoseAware, Resize):
     #: ``|w_scale / h_scale - 1|`` above which a warning says poses are approximate.
     ANISOTROPY_WARNING = 0.02
 
-    def __init__(self, *args, reference_points: Optional[str] = None,
+    def __init__(self, *args, face_model: FaceModelLike = None,
                  refine_poses: bool = True, **kwargs) -> None:
         Resize.__init__(self, *args, **kwargs)
-        self._init_pose(reference_points, refine_poses)
+        self._init_pose(face_model, refine_poses)
         self._warned = False
 
     def transform(self, results: dict) -> dict:
         """Resize image, boxes, landmarks and poses."""
         self._sync(results)
-        src = image_hw(results)
         results = Resize.transform(self, results)
         w_scale, h_scale = results['scale_factor']
         if (results.get('gt_poses') is not None and not self._warned
@@ -158,7 +138,7 @@ class PoseResize(_PoseAware, Resize):
                       f'{abs(w_scale / h_scale - 1) / 2:.1%} of the face size); prefer '
                       'keep_ratio=True', logger='current', level=logging.WARNING)
         pixel_map = scale_translate_map((float(w_scale), float(h_scale))).numpy()
-        self._move_poses(results, src, pixel_map)
+        self._move_poses(results, pixel_map)
         return results
 
 
@@ -217,7 +197,7 @@ class PoseRandomCrop(_PoseAware, BaseTransform):
     """
 
     def __init__(self, scale_range: Tuple[float, float] = (0.7, 1.0), max_attempts: int = 10,
-                 reference_points: Optional[str] = None, refine_poses: bool = True,
+                 face_model: FaceModelLike = None, refine_poses: bool = True,
                  cut_faces: str = 'ignore') -> None:
         lo, hi = float(scale_range[0]), float(scale_range[1])
         if not 0 < lo <= hi <= 1:
@@ -227,7 +207,7 @@ class PoseRandomCrop(_PoseAware, BaseTransform):
         self.cut_faces = cut_faces
         self.scale_range = (lo, hi)
         self.max_attempts = int(max_attempts)
-        self._init_pose(reference_points, refine_poses)
+        self._init_pose(face_model, refine_poses)
 
     @cache_randomness
     def _random_window(self, h: int, w: int) -> Tuple[int, int, int, int]:
@@ -258,9 +238,9 @@ class PoseRandomCrop(_PoseAware, BaseTransform):
         self._sync(results)
         h, w = image_hw(results)
         n = num_instances(results)
-        wanted = np.ones(n, dtype=bool)
-        if results.get('gt_poses') is not None and pose_valid_mask(results['gt_poses']).any():
-            wanted = pose_valid_mask(results['gt_poses'])
+        wanted = pose_valid_mask(results)
+        if not wanted.any():
+            wanted = np.ones(n, dtype=bool)
         for _ in range(max(1, self.max_attempts)):
             window = self._random_window(h, w)
             keep = self._kept(results, window)
@@ -271,7 +251,6 @@ class PoseRandomCrop(_PoseAware, BaseTransform):
 
     def _crop(self, results: dict, window: Tuple[int, int, int, int], keep: np.ndarray) -> None:
         x0, y0, cw, ch = window
-        src = image_hw(results)
         results['img'] = np.ascontiguousarray(results['img'][y0:y0 + ch, x0:x0 + cw])
         results['img_shape'] = (ch, cw)
         pixel_map = scale_translate_map((1., 1.), (-float(x0), -float(y0))).numpy()
@@ -295,7 +274,7 @@ class PoseRandomCrop(_PoseAware, BaseTransform):
                 boxes[:, 0::2] = boxes[:, 0::2].clip(0, cw)
                 boxes[:, 1::2] = boxes[:, 1::2].clip(0, ch)
                 set_boxes(results, boxes)
-        self._move_poses(results, src, pixel_map)
+        self._move_poses(results, pixel_map)
         record_homography(results, pixel_map)
 
     def __repr__(self) -> str:

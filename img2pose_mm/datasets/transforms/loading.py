@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Optional, Tuple
+from typing import Optional
 
 import numpy as np
 from mmcv.transforms import LoadImageFromFile
@@ -11,8 +11,9 @@ from mmdet.registry import TRANSFORMS
 from mmengine import fileio
 from mmengine.logging import print_log
 
-from ..face_annotations import LANDMARK_MISSING, POSE_SENTINEL, AnnotationError, decode_image
-from .pose_utils import POSE_FRAME_KEY
+from img2pose_mm.structures import LANDMARK_MISSING, FacePoses
+
+from ..face_annotations import AnnotationError, decode_image
 
 
 def _describe(results: dict) -> str:
@@ -72,26 +73,27 @@ class LoadFacePoseImage(LoadImageFromFile):
 class LoadFacePoseAnnotations(LoadAnnotations):
     """mmdet's ``LoadAnnotations`` plus poses and landmarks.
 
-    Required Keys: ``instances`` (``bbox``, ``bbox_label``, ``ignore_flag``, ``pose``,
-    optional ``pose_valid`` and ``landmarks``), optional ``height``/``width``,
-    ``num_landmarks``.
+    Required Keys: ``instances`` (``bbox``, ``bbox_label``, ``ignore_flag``); ``poses``
+    (:class:`~img2pose_mm.structures.FacePoses` of the annotated image; without it every
+    face has an invalid pose), optional ``landmarks`` ``(N, M, 2)``.
 
     Added Keys:
 
     - ``gt_bboxes`` (HorizontalBoxes), ``gt_bboxes_labels`` (int64), ``gt_ignore_flags``
-    - ``gt_poses`` float32 ``(N, 6)`` global poses; faces without a pose hold -9 and are
-      flagged ignored
+      (faces without a pose are flagged ignored)
+    - ``gt_poses``: a copy of ``poses``; pose-aware transforms move it with the image.
+      Loaded after a resize (test pipelines), it stays in the original image's frame
+      like mmdet's boxes (its ``img_shape`` says which frame it is in).
     - ``gt_landmarks`` float32 ``(N, M, 2)``; -1 rows for faces without landmarks
-    - ``pose_img_shape``: set when the annotations belong to the current image (loaded
-      before any geometric transform, as in training): pose-aware transforms then keep
-      the poses in step with the image. When the image was already resized (test
-      pipelines), the annotations stay in the original image's frame like mmdet's boxes.
 
     Args:
         with_pose: load ``gt_poses``.
         with_landmarks: load ``gt_landmarks``.
         **kwargs: mmdet ``LoadAnnotations`` arguments (``with_bbox``, ``with_label``,
             ``box_type``, ...).
+
+    Raises:
+        ValueError: the image was decoded with another size than its annotations.
     """
 
     def __init__(self, with_pose: bool = True, with_landmarks: bool = True, **kwargs) -> None:
@@ -100,53 +102,38 @@ class LoadFacePoseAnnotations(LoadAnnotations):
         self.with_landmarks = with_landmarks
 
     def _load_poses(self, results: dict) -> None:
-        instances = results.get('instances', [])
-        poses = np.full((len(instances), 6), POSE_SENTINEL, dtype=np.float32)
-        for i, inst in enumerate(instances):
-            pose = np.asarray(inst.get('pose', poses[i]), dtype=np.float64).reshape(6)
-            if inst.get('pose_valid', True) and np.isfinite(pose).all() \
-                    and not np.all(pose == POSE_SENTINEL):
-                poses[i] = pose
-        results['gt_poses'] = poses
-        no_pose = np.all(poses == POSE_SENTINEL, axis=1)
+        poses = results.get('poses')
+        if poses is None:           # a dataset without poses (e.g. WIDER FACE)
+            shape = results.get('ori_shape', results.get('img_shape'))
+            poses = FacePoses(np.zeros((len(results.get('instances', [])), 6)),
+                              valid=np.zeros(len(results.get('instances', [])), dtype=bool),
+                              img_shape=tuple(shape[:2]) if shape is not None else (0, 0))
+        if not isinstance(poses, FacePoses):
+            raise ValueError(f'{_describe(results)}: data_info["poses"] must be FacePoses, '
+                             f'got {type(poses).__name__}')
+        img = results.get('img')
+        if (img is not None and tuple(results.get('ori_shape', ())[:2]) == tuple(img.shape[:2])
+                and tuple(img.shape[:2]) != poses.img_shape):
+            # nothing transformed the image since it was loaded: it is not the image the
+            # annotations were made on
+            raise ValueError(f'{_describe(results)} decodes to {tuple(img.shape[:2])} but its '
+                             f'annotations are for an image of {poses.img_shape}')
+        results['gt_poses'] = poses.clone()
         flags = results.get('gt_ignore_flags')
+        no_pose = ~poses.valid.numpy()
         results['gt_ignore_flags'] = no_pose if flags is None else (flags | no_pose)
 
     def _load_landmarks(self, results: dict) -> None:
-        instances = results.get('instances', [])
-        num_points = results.get('num_landmarks')
-        if num_points is None:
-            shapes = [np.shape(inst['landmarks']) for inst in instances if 'landmarks' in inst]
-            num_points = shapes[0][0] if shapes else 68
-        landmarks = np.full((len(instances), num_points, 2), LANDMARK_MISSING, dtype=np.float32)
-        for i, inst in enumerate(instances):
-            if inst.get('landmarks') is not None:
-                landmarks[i] = np.asarray(inst['landmarks'], dtype=np.float32).reshape(
-                    num_points, 2)
-        results['gt_landmarks'] = landmarks
-
-    def _annotation_shape(self, results: dict) -> Optional[Tuple[int, int]]:
-        if results.get('height') is not None and results.get('width') is not None:
-            return int(results['height']), int(results['width'])
-        if results.get('ori_shape') is not None:
-            return tuple(int(v) for v in results['ori_shape'][:2])
-        return None
+        landmarks = results.get('landmarks')
+        if landmarks is None:
+            landmarks = np.full((len(results.get('instances', [])), 68, 2), LANDMARK_MISSING)
+        results['gt_landmarks'] = np.array(landmarks, dtype=np.float32, copy=True)
 
     def transform(self, results: dict) -> dict:
         """Load boxes, labels, ignore flags, poses and landmarks."""
         results = super().transform(results)
         if self.with_pose:
             self._load_poses(results)
-            shape = self._annotation_shape(results)
-            img = results.get('img')
-            if shape is not None and (img is None or tuple(img.shape[:2]) == shape):
-                results[POSE_FRAME_KEY] = shape
-            elif shape is not None and tuple(results.get('ori_shape', ())[:2]) == \
-                    tuple(img.shape[:2]):
-                # nothing transformed the image since it was loaded: it is not the image
-                # the annotations were made on
-                raise ValueError(f'{_describe(results)} decodes to {tuple(img.shape[:2])} '
-                                 f'but its annotations are for an image of {shape}')
         if self.with_landmarks:
             self._load_landmarks(results)
         return results

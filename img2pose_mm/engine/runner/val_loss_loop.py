@@ -18,8 +18,6 @@ from mmengine.runner import ValLoop
 from mmengine.runner.amp import autocast
 from torch.utils.data import DataLoader
 
-from img2pose_mm.structures import scale_translate_map, warp_pose
-
 
 def gt_to_input_frame(data_sample: DetDataSample) -> DetDataSample:
     """A copy of ``data_sample`` whose GT boxes/poses moved from ``ori_shape`` to ``img_shape``."""
@@ -32,9 +30,8 @@ def gt_to_input_frame(data_sample: DetDataSample) -> DetDataSample:
         if 'bboxes' in instances and len(instances) > 0:
             instances.bboxes = scale_boxes(instances.bboxes, (sx, sy))
         if 'poses' in instances and len(instances) > 0:
-            pixel_map = scale_translate_map((sx, sy), like=instances.poses)
-            instances.poses = warp_pose(instances.poses, sample.metainfo['ori_shape'][:2],
-                                        sample.metainfo['img_shape'][:2], pixel_map)
+            instances.poses = instances.poses.clone().rescale_(
+                (sx, sy), sample.metainfo['img_shape'][:2])
     return sample
 
 

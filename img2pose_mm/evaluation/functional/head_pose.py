@@ -1,6 +1,6 @@
 """Head-pose benchmark helpers: which detection answers for a face, and angle errors.
 
-Face selection (img2pose's protocols, SPEC §7):
+Face selection (img2pose's protocols, docs/reference.md §7):
 
 * ``'iou'`` (AFLW2000-3D): among detections with ``score > score_thr`` the one of
   highest IoU with the ground-truth box (for AFLW2000 the 68-landmark extent expanded

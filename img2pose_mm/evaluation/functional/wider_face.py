@@ -32,6 +32,9 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
+
+from img2pose_mm.structures.boxes import box_iou
 
 WIDER_SETTINGS = ('easy', 'medium', 'hard')
 WIDER_THRESH_NUM = 1000
@@ -186,24 +189,11 @@ def load_wider_ground_truth(gt_dir: str, settings: Sequence[str] = WIDER_SETTING
 # ----------------------------------------------------------------------------
 def wider_box_overlaps(boxes: np.ndarray, others: np.ndarray,
                        offset: float = 1.0) -> np.ndarray:
-    """IoU ``(N, K)`` of ``x1, y1, x2, y2`` boxes with the inclusive-pixel ``+offset``.
-
-    Overlaps whose width or height is not positive are 0 (as the official
-    ``boxoverlap``).
-    """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    others = np.asarray(others, dtype=np.float64).reshape(-1, 4)
-    iw = (np.minimum(boxes[:, None, 2], others[None, :, 2])
-          - np.maximum(boxes[:, None, 0], others[None, :, 0]) + offset)
-    ih = (np.minimum(boxes[:, None, 3], others[None, :, 3])
-          - np.maximum(boxes[:, None, 1], others[None, :, 1]) + offset)
-    inter = iw * ih
-    area_a = (boxes[:, 2] - boxes[:, 0] + offset) * (boxes[:, 3] - boxes[:, 1] + offset)
-    area_b = (others[:, 2] - others[:, 0] + offset) * (others[:, 3] - others[:, 1] + offset)
-    with np.errstate(divide='ignore', invalid='ignore'):
-        iou = inter / (area_a[:, None] + area_b[None, :] - inter)
-    iou[(iw <= 0) | (ih <= 0)] = 0
-    return np.nan_to_num(iou, nan=0.0)
+    """IoU ``(N, K)`` of ``x1, y1, x2, y2`` arrays with the inclusive-pixel ``+offset``
+    (:func:`~img2pose_mm.structures.box_iou` in float64)."""
+    boxes = torch.from_numpy(np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
+    others = torch.from_numpy(np.asarray(others, dtype=np.float64).reshape(-1, 4))
+    return box_iou(boxes, others, offset).numpy()
 
 
 def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Head-pose mean absolute error (AFLW2000-3D / BIWI protocols, SPEC §7)."""
+"""Head-pose mean absolute error (AFLW2000-3D / BIWI protocols, docs/reference.md §7)."""
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
@@ -9,7 +9,7 @@ from mmdet.registry import METRICS
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
-from img2pose_mm.structures import pose_to_euler, rotation_angle_between
+from img2pose_mm.structures import euler_to_rotvec, pose_to_euler, rotation_angle_between
 
 from ..functional import angle_errors, select_by_center, select_by_iou
 from ._utils import get_field, sample_name, to_numpy
@@ -23,7 +23,7 @@ class HeadPoseMetric(BaseMetric):
     """Yaw / pitch / roll MAE (degrees) of the detection chosen for each face.
 
     Both ground-truth and predicted poses go through
-    :func:`img2pose_mm.structures.pose_to_euler` (SPEC §3 convention), so the two sides
+    :func:`img2pose_mm.structures.pose_to_euler` (docs/reference.md §3 convention), so the two sides
     share one Euler convention; the angle differences are wrapped into [-180, 180]
     (``wrap_angles``) before taking absolute values.
 
@@ -44,12 +44,12 @@ class HeadPoseMetric(BaseMetric):
     translation in img2pose's camera convention (finite ``pose[3:]``), ``tx``, ``ty``,
     ``tz`` and ``t_mae`` (mean absolute errors in pose units) with ``num_translation``.
 
-    Ground truth per sample: the raw ``instances`` meta key when packed (each with
-    ``pose`` (6,) global pose in the original image frame, NaN translation when unknown,
-    optional ``pose_valid``, and ``bbox`` for ``selection='iou'``), else
-    ``gt_instances.poses`` / ``gt_instances.bboxes`` (must be in the original image
-    frame: load annotations after ``Resize``). Predictions: ``pred_instances.bboxes``,
-    ``scores`` and ``poses`` (global, original image frame).
+    Ground truth per sample: ``gt_instances.poses`` (a ``FacePoses`` in the original image
+    frame: load annotations after the resize) and ``gt_instances.bboxes`` (for
+    ``selection='iou'``); the angles come from the ``gt_euler`` meta key when the dataset
+    gives it (AFLW2000-3D, BIWI: the benchmark's own angles), else from the valid poses.
+    Predictions: ``pred_instances.bboxes``, ``scores`` and ``poses`` (global, original
+    image frame).
 
     Example (AFLW2000-3D; the original evaluated at min = max size 400, BIWI at 600 /
     1200 with ``selection='center'`` and ``type='BIWIDataset'``)::
@@ -103,8 +103,8 @@ class HeadPoseMetric(BaseMetric):
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """Select the answering detection for every ground-truth face."""
         for data_sample in data_samples:
-            gt_poses, gt_boxes = self._ground_truth(data_sample)
-            if len(gt_poses) == 0:
+            gt_angles, gt_translations, gt_boxes = self._ground_truth(data_sample)
+            if len(gt_angles) == 0:
                 continue
             pred = data_sample['pred_instances']
             if get_field(pred, 'poses') is None:
@@ -116,39 +116,48 @@ class HeadPoseMetric(BaseMetric):
                 choice = select_by_iou(boxes, scores, gt_boxes, self.score_thr,
                                        self.min_iou, self.iou_offset)
             else:
-                if len(gt_poses) != 1:
+                if len(gt_angles) != 1:
                     raise ValueError(f'{sample_name(data_sample)}: centre selection (BIWI) '
-                                     f'expects one face per image, got {len(gt_poses)}')
+                                     f'expects one face per image, got {len(gt_angles)}')
                 choice = np.array([select_by_center(boxes, scores, data_sample['ori_shape'],
                                                     self.score_thr)])
-            pred_poses = np.full((len(gt_poses), 6), np.nan)
+            pred_poses = np.full((len(gt_angles), 6), np.nan)
             hit = choice >= 0
             pred_poses[hit] = poses[choice[hit]]
-            self.results.append(dict(gt_poses=gt_poses, pred_poses=pred_poses, hit=hit))
+            self.results.append(dict(gt_angles=gt_angles, gt_translations=gt_translations,
+                                     pred_poses=pred_poses, hit=hit))
 
     def _ground_truth(self, data_sample: dict):
-        """Faces with a rotation: ``(M, 6)`` poses and ``(M, 4)`` boxes (NaN if absent)."""
-        instances = data_sample.get('instances')
-        if instances is not None:
-            keep = [inst for inst in instances
-                    if inst.get('pose_valid', True) and 'pose' in inst]
-            poses = to_numpy([inst['pose'] for inst in keep]).reshape(-1, 6)
-            boxes = to_numpy([inst.get('bbox', [np.nan] * 4) for inst in keep]).reshape(-1, 4)
+        """Faces with a ground-truth rotation: (pitch, yaw, roll) degrees ``(M, 3)``,
+        translations ``(M, 3)`` (NaN where unknown) and boxes ``(M, 4)`` (NaN if absent).
+
+        The angles are the ``gt_euler`` meta key when the dataset gives them (the
+        benchmark's own angles), else the Euler angles of the valid GT poses.
+        """
+        gt = data_sample.get('gt_instances')
+        poses = get_field(gt, 'poses')
+        if poses is None:
+            raise KeyError(f'{sample_name(data_sample)}: HeadPoseMetric needs '
+                           '`gt_instances.poses`')
+        translations = to_numpy(poses.tensor[:, 3:]).reshape(-1, 3)
+        bboxes = get_field(gt, 'bboxes')
+        boxes = (to_numpy(bboxes).reshape(-1, 4) if bboxes is not None
+                 else np.full((len(poses), 4), np.nan))
+        euler = data_sample.get('gt_euler')
+        if euler is not None:
+            angles = to_numpy(euler).reshape(-1, 3)
+            if len(angles) != len(poses):
+                raise ValueError(f'{sample_name(data_sample)}: {len(angles)} gt_euler rows for '
+                                 f'{len(poses)} ground-truth faces')
+            keep = np.isfinite(angles).all(1)
         else:
-            gt = data_sample.get('gt_instances')
-            if gt is None or get_field(gt, 'poses') is None:
-                raise KeyError(f'{sample_name(data_sample)}: HeadPoseMetric needs the '
-                               '`instances` meta key or `gt_instances.poses`')
-            poses = to_numpy(get_field(gt, 'poses')).reshape(-1, 6)
-            bboxes = get_field(gt, 'bboxes')
-            boxes = (to_numpy(bboxes).reshape(-1, 4) if bboxes is not None
-                     else np.full((len(poses), 4), np.nan))
-        valid = np.isfinite(poses[:, :3]).all(1)
-        poses, boxes = poses[valid], boxes[valid]
+            keep = poses.valid.cpu().numpy()
+            angles = pose_to_euler(poses.tensor.double()).cpu().numpy()
+        angles, translations, boxes = angles[keep], translations[keep], boxes[keep]
         if self.selection == 'iou' and not np.isfinite(boxes).all():
             raise ValueError(f'{sample_name(data_sample)}: IoU face selection needs a '
                              'ground-truth `bbox` for every face with a pose')
-        return poses, boxes
+        return angles, translations, boxes
 
     # ------------------------------------------------------------------ compute
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
@@ -156,10 +165,11 @@ class HeadPoseMetric(BaseMetric):
         logger: MMLogger = MMLogger.get_current_instance()
         if not results:
             raise ValueError('HeadPoseMetric: no face with a ground-truth pose was evaluated')
-        gt = np.concatenate([r['gt_poses'] for r in results])
+        gt_angles = np.concatenate([r['gt_angles'] for r in results])
+        gt_t = np.concatenate([r['gt_translations'] for r in results])
         pred = np.concatenate([r['pred_poses'] for r in results])
         hit = np.concatenate([r['hit'] for r in results])
-        num_faces, num_miss = len(gt), int((~hit).sum())
+        num_faces, num_miss = len(gt_angles), int((~hit).sum())
 
         rot_pred = pred[:, :3].copy()
         if self.miss_policy == 'frontal':
@@ -169,11 +179,11 @@ class HeadPoseMetric(BaseMetric):
             rows = hit
         metrics: Dict[str, float] = {}
         if rows.any():
-            gt_rot = torch.from_numpy(gt[rows, :3])
             pr_rot = torch.from_numpy(rot_pred[rows])
-            errors = angle_errors(pose_to_euler(pr_rot).numpy(), pose_to_euler(gt_rot).numpy(),
+            errors = angle_errors(pose_to_euler(pr_rot).numpy(), gt_angles[rows],
                                   self.wrap_angles)
             pitch, yaw, roll = errors.mean(0)
+            gt_rot = euler_to_rotvec(torch.from_numpy(gt_angles[rows]))
             geodesic = torch.rad2deg(rotation_angle_between(gt_rot, pr_rot)).mean().item()
         else:
             pitch = yaw = roll = geodesic = float('nan')
@@ -181,9 +191,9 @@ class HeadPoseMetric(BaseMetric):
         metrics.update(yaw=float(yaw), pitch=float(pitch), roll=float(roll),
                        mae=float(np.mean([yaw, pitch, roll])), geodesic=float(geodesic))
 
-        with_t = hit & np.isfinite(gt[:, 3:]).all(1)
+        with_t = hit & np.isfinite(gt_t).all(1)
         if with_t.any():
-            t_err = np.abs(pred[with_t, 3:] - gt[with_t, 3:]).mean(0)
+            t_err = np.abs(pred[with_t, 3:] - gt_t[with_t]).mean(0)
             metrics.update(tx=float(t_err[0]), ty=float(t_err[1]), tz=float(t_err[2]),
                            t_mae=float(t_err.mean()), num_translation=int(with_t.sum()))
         metrics.update(num_faces=num_faces, num_miss=num_miss,

@@ -1,4 +1,5 @@
-"""What tools/train.py and tools/test.py share: arguments and config loading."""
+"""What tools/train.py and tools/test.py share: arguments and config loading (not a
+package module: the tools import it from their own folder)."""
 from __future__ import annotations
 
 import argparse

@@ -1,0 +1,72 @@
+"""How GT poses reach the heads' targets, and how a head keeps its coder's state.
+
+mmdet's RoI heads hand the box head only ``sampling_results`` (``StandardRoIHead.bbox_loss``,
+``CascadeRoIHead.bbox_loss``); box targets travel in them as ``pos_gt_bboxes``. The pose
+targets travel the same way: :class:`PoseSamplingWrapper` wraps the head's sampler and adds
+``pos_gt_poses`` (the :class:`~img2pose_mm.structures.FacePoses` of the GT face of every
+positive, read through ``pos_assigned_gt_inds`` as ``FCNMaskHead.get_targets`` does), so
+mmdet's own ``loss`` loops run unchanged.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from mmdet.models.task_modules.samplers import SamplingResult
+from mmengine.structures import InstanceData
+
+from img2pose_mm.structures import FacePoses
+
+
+class PoseSamplingWrapper:
+    """A sampler whose results also carry ``pos_gt_poses``.
+
+    Args:
+        sampler: any mmdet sampler (``RandomSampler``, ``OHEMSampler``, ...).
+    """
+
+    def __init__(self, sampler: Any) -> None:
+        self.sampler = sampler
+
+    def sample(self, assign_result, pred_instances: InstanceData, gt_instances: InstanceData,
+               *args, **kwargs) -> SamplingResult:
+        """The wrapped sampler's result plus ``pos_gt_poses``."""
+        result = self.sampler.sample(assign_result, pred_instances, gt_instances, *args,
+                                     **kwargs)
+        poses = gt_instances.get('poses', None)
+        if not isinstance(poses, FacePoses):
+            raise TypeError('the 6DoF head needs gt_instances.poses as FacePoses (packed by '
+                            f'PackFacePoseInputs), got {type(poses).__name__}')
+        result.pos_gt_poses = poses[result.pos_assigned_gt_inds.long()]
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sampler, name)
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}({self.sampler!r})'
+
+
+class LegacyPoseKeysMixin:
+    """Loads checkpoints of img2pose_mm < 0.2 into a pose head.
+
+    They held the pose statistics as the head's own ``pose_mean``/``pose_stddev``
+    buffers (now the coder's) and the pose layers under mmdet's box names.
+    """
+
+    #: old key prefixes (relative to the head) -> new ones
+    LEGACY_PREFIXES = {'reg_fcs.': 'pose_fcs.', 'fc_reg.': 'fc_pose.',
+                       'pose_mean': 'bbox_coder.pose_mean',
+                       'pose_stddev': 'bbox_coder.pose_stddev'}
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            for old, new in self.LEGACY_PREFIXES.items():
+                if key.startswith(prefix + old):
+                    state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
+                    break
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+
+__all__ = ['PoseSamplingWrapper', 'LegacyPoseKeysMixin']

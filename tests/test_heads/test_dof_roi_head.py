@@ -1,0 +1,40 @@
+"""DoFRoIHead / DoFCascadeRoIHead: mmdet's own loops with pose-carrying samplers."""
+import torch
+from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
+from mmdet.registry import MODELS
+from mmengine.config import Config, ConfigDict
+from mmengine.structures import InstanceData
+
+import img2pose_mm  # noqa: F401
+from img2pose_mm.heads import DoFCascadeRoIHead, DoFRoIHead
+from img2pose_mm.heads.pose_targets import PoseSamplingWrapper
+
+from ..test_models.utils import MODEL_CFG, REPO
+
+
+def roi_head(cfg_path=MODEL_CFG):
+    cfg = Config.fromfile(str(cfg_path))
+    head_cfg = cfg.model.roi_head
+    head_cfg.update(train_cfg=cfg.model.train_cfg.rcnn, test_cfg=cfg.model.test_cfg.rcnn)
+    heads = head_cfg.bbox_head if isinstance(head_cfg.bbox_head, list) else [head_cfg.bbox_head]
+    for bbox_head in heads:          # no statistics files needed here
+        bbox_head.bbox_coder.update(pose_mean=None, pose_stddev=None)
+    return MODELS.build(head_cfg)
+
+
+def test_mmdet_loops_run_unchanged():
+    assert DoFRoIHead.loss is StandardRoIHead.loss
+    assert DoFCascadeRoIHead.loss is CascadeRoIHead.loss
+    assert isinstance(roi_head().bbox_sampler, PoseSamplingWrapper)
+    cascade = roi_head(REPO / 'configs' / 'cascade_img2pose_r50.py')
+    assert len(cascade.bbox_sampler) == 3
+    assert all(isinstance(s, PoseSamplingWrapper) for s in cascade.bbox_sampler)
+
+
+def test_no_proposal_gives_empty_poses():
+    head = roi_head().eval()
+    feats = tuple(torch.zeros(1, 256, 64 // s, 64 // s) for s in (4, 8, 16, 32, 64))
+    meta = dict(img_shape=(64, 64), ori_shape=(64, 64), scale_factor=(1.0, 1.0))
+    out, = head.predict_bbox(feats, [meta], [InstanceData(bboxes=torch.zeros(0, 4))],
+                             ConfigDict(score_thr=0.05, nms=dict(type='nms', iou_threshold=0.5)))
+    assert out.poses.shape == (0, 6) and len(out.bboxes) == 0

@@ -32,12 +32,27 @@ from img2pose_mm.structures import (
     FaceModel,
     FaceModelLike,
     FacePoses,
+    box_iou,
     landmarks_valid,
+    local_intrinsics,
+    solve_pnp,
 )
 
 #: Why a face has no pose (codes stored in the ``pose_status`` array).
-POSE_STATUS = ('ok', 'landmarks missing (-1)', 'EPnP failed', 'pose behind the camera',
-               'pose box outside the image')
+POSE_STATUS = ('ok', 'landmarks missing (-1)', 'landmarks not finite (NaN or inf)',
+               'EPnP failed', 'pose behind the camera', 'pose box outside the image',
+               'pose implausible for its box')
+#: Why a face was dropped from an image (codes stored in the ``dropped_reasons`` array).
+BOX_PROBLEMS = ('box swapped or empty (x1 >= x2 or y1 >= y2)', 'box outside the image')
+#: How faces are labelled: ``'box'`` = the original's (EPnP in the camera of the
+#: annotated box cast to integers, box-local poses relative to that box), ``'image'`` =
+#: EPnP in the full image's camera, box-local poses relative to the pose's own box.
+LABELLING_MODES = ('box', 'image')
+#: Default least IoU between a face's pose box and its annotated box: loose on purpose, it
+#: catches poses unrelated to their box (landmarks far off, swapped), not imprecise ones
+#: (a box of only the 5 points overlaps the pose box by about 0.15, a full face box by
+#: 0.5 - 0.8).
+MIN_POSE_BOX_IOU = 0.1
 
 
 class AnnotationError(ValueError):
@@ -206,44 +221,130 @@ def image_shape_from_header(path: str) -> Tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------- poses
-def annotate_faces(landmarks: np.ndarray, img_shape: Sequence[int],
-                   face_model: FaceModelLike = None) -> Dict[str, Any]:
-    """Poses of the faces of one image from their landmarks.
+def check_boxes(boxes: np.ndarray, img_shape: Sequence[int],
+                integer: bool = True) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The annotated boxes made usable, and the faces whose box is not.
 
-    Args:
-        landmarks: ``(N, M, 2)`` (M = 5 or 68), rows with ``-1`` = no pose.
-        img_shape: ``(h, w)`` of the image the landmarks live in.
-        face_model: the face model (reference points, box rule); default: packaged.
+    Rule: boxes are clipped to the image (``0 <= x <= w``, ``0 <= y <= h``); with
+    ``integer`` their corners are then truncated to integers (the original's
+    ``astype(int)``). A box whose ``x1 >= x2`` or ``y1 >= y2`` afterwards is dropped:
+    swapped or empty if it was so before clipping, else outside the image.
 
     Returns:
-        dict with ``poses`` (:class:`FacePoses`, float64, global EPnP poses in the image
-        camera), ``local_poses`` (:class:`FacePoses` w.r.t. each face's pose box, i.e.
-        :meth:`FacePoses.to_bboxes`) and int8 ``pose_status`` ``(N,)`` (index into
-        :data:`POSE_STATUS`).
+        float64 ``(N, 4)`` boxes, bool ``(N,)`` keep mask, int8 ``(N,)`` reason codes
+        (index into :data:`BOX_PROBLEMS`, -1 for kept faces).
     """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    h, w = int(img_shape[0]), int(img_shape[1])
+    swapped = (boxes[:, 0] >= boxes[:, 2]) | (boxes[:, 1] >= boxes[:, 3])
+    out = boxes.copy()
+    out[:, 0::2] = out[:, 0::2].clip(0, w)
+    out[:, 1::2] = out[:, 1::2].clip(0, h)
+    if integer:
+        out = np.trunc(out)
+    empty = (out[:, 0] >= out[:, 2]) | (out[:, 1] >= out[:, 3])
+    reasons = np.full(len(boxes), -1, dtype=np.int8)
+    reasons[swapped] = 0
+    reasons[empty & ~swapped] = 1
+    return out, reasons < 0, reasons
+
+
+def label_faces(landmarks: np.ndarray, boxes: np.ndarray, img_shape: Sequence[int],
+                face_model: FaceModelLike = None, mode: str = 'box',
+                min_iou: float = MIN_POSE_BOX_IOU) -> Dict[str, Any]:
+    """Poses of the faces of one image from their landmarks and boxes.
+
+    ``mode='box'`` labels as the original img2pose does (docs/reference.md §6): EPnP of
+    the landmarks shifted by the integer box corner in the camera of the box,
+    ``[[w+h, 0, w//2], [0, w+h, h//2], [0, 0, 1]]`` with the integer box size; that is
+    the box-local pose, and the global pose follows from it (the face model's decode).
+    ``mode='image'``: EPnP in the full image's camera, box-local poses relative to the
+    pose's own box. Either way a face has no pose (:data:`POSE_STATUS`) when its
+    landmarks are missing (-1) or not finite, EPnP fails, the face is behind the camera,
+    its pose box is empty, or that box overlaps its annotated box by less than
+    ``min_iou`` (an implausible pose, e.g. landmarks far outside their box).
+
+    Args:
+        landmarks: ``(N, M, 2)`` (M = 5 or 68).
+        boxes: ``(N, 4)`` annotated boxes, already checked (:func:`check_boxes`).
+        img_shape: ``(h, w)`` of the image.
+
+    Returns:
+        dict with ``poses`` (:class:`FacePoses`, float64, global), ``local_poses``
+        (:class:`FacePoses`, box-local poses of the valid faces) and int8 ``pose_status``.
+    """
+    if mode not in LABELLING_MODES:
+        raise ValueError(f'labelling mode must be one of {LABELLING_MODES}, got {mode!r}')
     face_model = FaceModel.build(face_model)
     landmarks = np.asarray(landmarks, dtype=np.float64)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     img_shape = (int(img_shape[0]), int(img_shape[1]))
     status = np.zeros(len(landmarks), dtype=np.int8)
     if len(landmarks) == 0:
         empty = FacePoses.empty(img_shape, torch.float64)
         return dict(poses=empty, local_poses=empty.clone(), pose_status=status)
-    has_landmarks = landmarks_valid(landmarks)
-    status[~has_landmarks] = 1
-    poses = FacePoses.from_landmarks(landmarks, img_shape, face_model, torch.float64)
-    solved = poses.valid.numpy()
-    status[has_landmarks & ~solved] = 2
-    front = solved & (np.nan_to_num(poses.tensor[:, 5].numpy(), nan=-1.0) > 0)
-    status[solved & ~front] = 3
-    boxes = poses.to_bboxes(face_model)
-    inside = ((boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)).numpy()
-    status[front & ~inside] = 4
-    valid = torch.from_numpy(front & inside)
-    local = torch.full_like(poses.tensor, float('nan'))
-    if valid.any():
-        local[valid] = face_model.encode(poses.tensor[valid], boxes[valid], img_shape)
-    return dict(poses=FacePoses(poses.tensor, valid, img_shape),
+    missing = (landmarks == LANDMARK_MISSING).any((1, 2))
+    not_finite = ~np.isfinite(landmarks).all((1, 2))
+    status[missing] = 1
+    status[not_finite & ~missing] = 2
+    usable = landmarks_valid(landmarks)
+    points = face_model.points(landmarks.shape[1]).detach().cpu().numpy()
+    box_t = torch.from_numpy(boxes)
+    if mode == 'box':
+        shifted = landmarks - boxes[:, None, :2]
+        cameras = local_intrinsics(box_t).numpy()
+        local, solved = solve_pnp(shifted, points, cameras, single_precision=True)
+        glob = torch.full_like(local, float('nan'))
+        if solved.any():
+            glob[solved] = face_model.decode(local[solved], box_t[solved], img_shape)
+    else:
+        glob, solved = face_model.pose_from_landmarks(landmarks, img_shape)
+    solved = solved.numpy()
+    status[usable & ~solved] = 3
+    front = solved & (np.nan_to_num(glob[:, 5].numpy(), nan=-1.0) > 0)
+    status[solved & ~front] = 4
+    pose_boxes = FacePoses(glob, torch.from_numpy(front), img_shape).to_bboxes(face_model)
+    inside = ((pose_boxes[:, 2] - pose_boxes[:, 0] >= 1)
+              & (pose_boxes[:, 3] - pose_boxes[:, 1] >= 1)).numpy()
+    status[front & ~inside] = 5
+    overlap = np.zeros(len(boxes))
+    ok = front & inside
+    if ok.any():
+        overlap[ok] = box_iou(pose_boxes[ok], box_t[ok]).diagonal().numpy()
+    plausible = overlap >= min_iou
+    status[ok & ~plausible] = 6
+    valid = torch.from_numpy(ok & plausible)
+    if mode == 'image':
+        local = torch.full_like(glob, float('nan'))
+        if valid.any():
+            local[valid] = face_model.encode(glob[valid], pose_boxes[valid], img_shape)
+    return dict(poses=FacePoses(glob, valid, img_shape),
                 local_poses=FacePoses(local, valid, img_shape), pose_status=status)
+
+
+def annotate_image(ann: Dict[str, Any], img_shape: Sequence[int],
+                   face_model: FaceModelLike = None, mode: str = 'box',
+                   min_iou: float = MIN_POSE_BOX_IOU) -> Dict[str, Any]:
+    """Check the boxes of one parsed JSON-list entry (:func:`parse_annotation`) and label
+    the faces that keep theirs (:func:`check_boxes`, :func:`label_faces`).
+
+    Returns:
+        dict with the kept faces' ``bboxes`` (integer corners in ``'box'`` mode),
+        ``landmarks``, ``scores`` and ``poses_reference`` (or ``None``), their ``poses``,
+        ``local_poses``, ``pose_status`` and ``faces`` (their indices in the entry), and
+        ``dropped`` (indices of the other faces) with ``dropped_reasons`` (codes into
+        :data:`BOX_PROBLEMS`).
+    """
+    boxes, keep, reasons = check_boxes(ann['bboxes'], img_shape, integer=mode == 'box')
+    labels = label_faces(ann['landmarks'][keep], boxes[keep], img_shape, face_model, mode,
+                         min_iou)
+
+    def kept(value):
+        return None if value is None else np.asarray(value)[keep]
+
+    return dict(bboxes=boxes[keep], landmarks=ann['landmarks'][keep], scores=kept(ann['scores']),
+                poses_reference=kept(ann['poses_reference']), faces=np.flatnonzero(keep),
+                dropped=np.flatnonzero(~keep), dropped_reasons=reasons[~keep], **labels)
 
 
 # ----------------------------------------------------------------------------- data_info
@@ -287,8 +388,9 @@ def save_array_atomic(path: str, array: np.ndarray) -> None:
 
 
 __all__ = [
-    'POSE_STATUS', 'AnnotationError', 'parse_annotation',
+    'POSE_STATUS', 'BOX_PROBLEMS', 'LABELLING_MODES', 'MIN_POSE_BOX_IOU', 'AnnotationError',
+    'parse_annotation',
     'parse_json_line', 'iter_json_list', 'resolve_image_path', 'read_image_bytes',
-    'decode_image', 'image_shape_from_header', 'annotate_faces',
+    'decode_image', 'image_shape_from_header', 'check_boxes', 'label_faces', 'annotate_image',
     'make_data_info', 'pose_statistics', 'save_array_atomic',
 ]

@@ -2,7 +2,7 @@
 from .boxes import box_iou
 from .face_model import FACE_MODEL_SETTINGS, FaceModel, FaceModelLike
 from .face_poses import POSE_SENTINEL, FacePoses
-from .pnp import LANDMARK_MISSING, landmarks_valid, pose_from_landmarks
+from .pnp import LANDMARK_MISSING, landmarks_valid, pose_from_landmarks, solve_pnp
 from .pose import (
                    ROTATION_METHODS,
                    box_intrinsics,
@@ -51,7 +51,7 @@ __all__ = [
     'points_to_bbox', 'pose_to_bbox', 'pose_to_euler', 'project_points', 'project_pose_points',
     'quaternion_to_matrix', 'quaternion_to_rotvec', 'rotation_angle_between', 'rotvec_to_matrix',
     'rotvec_to_quaternion', 'scale_translate_map', 'transfer_pose', 'transform_points',
-    'warp_pose', 'landmarks_valid', 'pose_from_landmarks', 'FIVE_POINT_NAMES',
+    'warp_pose', 'landmarks_valid', 'pose_from_landmarks', 'solve_pnp', 'FIVE_POINT_NAMES',
     'IBUG_68_MIRROR_PAIRS', 'FaceMesh', 'five_from_68', 'load_reference_mesh',
     'load_reference_points', 'mirror_permutation',
 ]

@@ -103,6 +103,23 @@ def _resnet_fpn_backbone_offline(backbone_name, pretrained=False, norm_layer=Non
                                trainable_layers=trainable_layers, **kwargs)
 
 
+def _smooth_l1_sum(input, target, beta: float = 1.0 / 9, size_average: bool = True):
+    """torchvision < 0.13's ``det_utils.smooth_l1_loss`` (the original's RPN loss), gone
+    from today's torchvision: the Huber-like smooth L1, summed unless ``size_average``."""
+    import torch.nn.functional as F
+    return F.smooth_l1_loss(input, target, beta=beta,
+                            reduction='mean' if size_average else 'sum')
+
+
+def _det_utils_with_smooth_l1(det_utils: types.ModuleType) -> types.ModuleType:
+    """A view of torchvision's ``detection._utils`` with ``smooth_l1_loss`` added, for the
+    original's ``rpn`` module only (torchvision itself is left as it is)."""
+    view = types.ModuleType(det_utils.__name__)
+    view.__dict__.update({k: v for k, v in vars(det_utils).items() if not k.startswith('__')})
+    view.smooth_l1_loss = _smooth_l1_sum
+    return view
+
+
 def _stub_module(name: str, **attrs) -> types.ModuleType:
     import importlib.machinery
     module = types.ModuleType(name)
@@ -169,7 +186,9 @@ def import_original(repo: str, *names: str) -> Dict[str, types.ModuleType]:
     * ``img2pose.resnet_fpn_backbone`` -> :func:`_resnet_fpn_backbone_offline` (the
       original calls torchvision 0.8's positional signature with ``pretrained=True``);
     * ``pandas`` / ``msgpack`` stand-ins where they are not installed
-      (:func:`_missing_dependency_shims`).
+      (:func:`_missing_dependency_shims`);
+    * the original's ``rpn`` module sees torchvision's ``detection._utils`` with the
+      ``smooth_l1_loss`` that torchvision 0.13 removed (training only).
 
     Nothing in the checkout is modified.
     """
@@ -184,6 +203,9 @@ def import_original(repo: str, *names: str) -> Dict[str, types.ModuleType]:
             modules[name] = importlib.import_module(name)
         if 'img2pose' in modules:
             modules['img2pose'].resnet_fpn_backbone = _resnet_fpn_backbone_offline
+        rpn = sys.modules.get('rpn')
+        if rpn is not None and not hasattr(rpn.det_utils, 'smooth_l1_loss'):
+            rpn.det_utils = _det_utils_with_smooth_l1(rpn.det_utils)
     return modules
 
 
@@ -291,11 +313,12 @@ def resolve_weights(args, workdir: Path) -> Dict[str, object]:
     return dict(files=files, seeded=seeded, packaged_face=packaged)
 
 
-def load_images(paths: Optional[Sequence[str]]) -> List[Tuple[str, np.ndarray]]:
-    """``(name, RGB uint8)`` of ``paths`` or of the scikit-image photos; grey images get
-    their channel repeated (PIL's ``convert('RGB')``) once, for both models."""
+def load_images(paths: Optional[Sequence[str]],
+                photos: Sequence[str] = SAMPLE_PHOTOS) -> List[Tuple[str, np.ndarray]]:
+    """``(name, RGB uint8)`` of ``paths`` or of the scikit-image ``photos``; grey images
+    get their channel repeated (PIL's ``convert('RGB')``) once, for both models."""
     if not paths:
-        return sample_photos(SAMPLE_PHOTOS)
+        return sample_photos(photos)
     from PIL import Image
     images = []
     for path in paths:
@@ -374,7 +397,7 @@ def run_detections(args) -> int:
             np.load(files['reference_points']), np.load(files['reference_points_5']),
             proposals=args.proposals, score_thr=args.score_thr, frozen_bn_eps=args.frozen_bn_eps)
         ours = OursDetector(converted, proposals=args.proposals, score_thr=args.score_thr)
-        images = load_images(args.images)
+        images = load_images(args.images, args.photos)
         rows, originals = [], []
         for name, rgb in images:
             t0 = time.perf_counter()
@@ -388,6 +411,10 @@ def run_detections(args) -> int:
             originals.append(ref)
             print(f'{name}: original {len(ref["scores"])} detections in {t1 - t0:.1f} s, '
                   f'img2pose_mm {len(mine["scores"])} in {t2 - t1:.1f} s', file=sys.stderr)
+        speed_table = None
+        if args.speed:
+            speed_table = run_speed(original, ours, images, args.speed_repeats,
+                                    train=not args.no_train_speed)
     source = f'seeded random, seed {args.seed}' if weights['seeded'] else files['checkpoint']
     face = 'packaged face' if weights['packaged_face'] else files['reference_points']
     print(f'original: {args.original_repo} @ {original_commit(args.original_repo)}; '
@@ -395,6 +422,8 @@ def run_detections(args) -> int:
           f'rotation method {args.rotation_method}; {args.proposals} proposals; '
           f'score > {args.score_thr}; native size, scale 1')
     print(format_table(rows))
+    if speed_table:
+        print(speed_table)
     if args.write_fixture:
         if not (weights['seeded'] and weights['packaged_face']):
             print('--write-fixture stores seeded runs with the packaged face only (the test '
@@ -435,11 +464,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="img2pose_mm's nearest rotation ('svd' = scipy >= 1.16)")
     parser.add_argument('--images', nargs='+', help='image files (default: the scikit-image '
                         'photos ' + ', '.join(SAMPLE_PHOTOS) + ')')
+    parser.add_argument('--photos', nargs='+', default=list(SAMPLE_PHOTOS),
+                        metavar='NAME', help='scikit-image photos to use without --images')
     parser.add_argument('--proposals', type=int, default=1000, help='RPN test proposals')
     parser.add_argument('--score-thr', type=float, default=0.05)
     parser.add_argument('--frozen-bn-eps', type=float, default=None,
                         help="set the original's FrozenBatchNorm2d eps (0 = torchvision "
                              '0.8, the stack the release was trained on; default: today\'s)')
+    parser.add_argument('--speed', action='store_true',
+                        help='also time both models per stage (preprocess, backbone+FPN, '
+                             'RPN, RoI features, heads, decode+NMS; a training step: '
+                             'forward+loss, backward, optimizer)')
+    parser.add_argument('--speed-repeats', type=int, default=2,
+                        help='timed rounds over the images (after one warm-up round)')
+    parser.add_argument('--no-train-speed', action='store_true',
+                        help='--speed without the training step')
     parser.add_argument('--min-share', type=float, default=0.99,
                         help='exit status 2 when an image agrees less than this')
     parser.add_argument('--write-fixture', metavar='DIR',
@@ -463,6 +502,191 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.labels:
         return run_labels(args)
     return run_detections(args)
+
+
+# ---------------------------------------------------------------------------------------
+# speed: per-stage timing of both models
+# ---------------------------------------------------------------------------------------
+INFERENCE_STAGES = ('preprocess', 'backbone+FPN', 'RPN', 'RoI features', 'heads',
+                    'decode+NMS')
+TRAIN_STAGES = ('forward+loss', 'backward', 'optimizer')
+
+
+class StageTimer:
+    """Wall time per named stage, measured by wrapping methods of module instances (the
+    wrapped object's own code runs unchanged; nothing is re-implemented)."""
+
+    def __init__(self) -> None:
+        self.seconds: Dict[str, float] = {}
+        self._wrapped: List[Tuple[object, str]] = []
+
+    def wrap(self, obj, method: str, stage: str) -> None:
+        inner = getattr(obj, method)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+        setattr(obj, method, timed)
+        self._wrapped.append((obj, method))
+
+    def reset(self) -> None:
+        self.seconds = {}
+
+    def unwrap(self) -> None:
+        for obj, method in self._wrapped:
+            delattr(obj, method)
+        self._wrapped = []
+
+
+def _time_original_inference(original: OriginalDetector, timer: StageTimer) -> None:
+    net = original.net
+    roi = net.roi_heads
+    timer.wrap(net.transform, 'forward', 'preprocess')
+    timer.wrap(net.backbone, 'forward', 'backbone+FPN')
+    timer.wrap(net.rpn, 'forward', 'RPN')
+    for module in (roi.box_roi_pool, roi.class_roi_pool):      # the original pools twice
+        timer.wrap(module, 'forward', 'RoI features')
+    for module in (roi.box_head, roi.box_predictor, roi.class_head, roi.class_predictor):
+        timer.wrap(module, 'forward', 'heads')
+    timer.wrap(roi, 'postprocess_detections', 'decode+NMS')
+
+
+def _time_ours_inference(ours: OursDetector, timer: StageTimer) -> None:
+    model = ours.api.model
+    roi = model.roi_head
+    timer.wrap(model.data_preprocessor, 'forward', 'preprocess')
+    timer.wrap(model, 'extract_feat', 'backbone+FPN')
+    timer.wrap(model.rpn_head, 'predict', 'RPN')
+    timer.wrap(roi.bbox_roi_extractor, 'forward', 'RoI features')
+    timer.wrap(roi.bbox_head, 'forward', 'heads')
+    timer.wrap(roi.bbox_head, 'predict_by_feat', 'decode+NMS')
+
+
+def synthetic_faces(img_shape: Tuple[int, int], count: int = 3) -> Tuple[np.ndarray, np.ndarray]:
+    """``count`` frontal-ish global poses spread over an image and their boxes (the
+    packaged face's box rule): ground truth for a training step."""
+    from img2pose_mm.structures import FaceModel
+    h, w = img_shape
+    f = float(w + h)
+    size = min(h, w) / 4.0
+    poses = []
+    for i in range(count):
+        cx, cy = w * (i + 1) / (count + 1), h * (0.4 + 0.2 * (i % 2))
+        tz = f * 2.0 / size
+        poses.append([0.1 * (i - 1), 0.2 * (1 - i), 0.05 * i,
+                      (cx - w // 2) * tz / f, (cy - h // 2) * tz / f, tz])
+    poses = torch.tensor(poses, dtype=torch.float32)
+    boxes = FaceModel().pose_to_bbox(poses, (h, w))
+    return poses.numpy(), boxes.numpy()
+
+
+def _original_train_step(original: OriginalDetector, rgb: np.ndarray, poses: np.ndarray,
+                         boxes: np.ndarray, optimizer, timer: StageTimer) -> None:
+    from torchvision.transforms.functional import to_tensor
+    h, w = rgb.shape[:2]
+    original.net.set_max_min_size(max(h, w), min(h, w))
+    target = dict(boxes=torch.from_numpy(boxes).float(), dofs=torch.from_numpy(poses).float(),
+                  labels=torch.ones(len(boxes), dtype=torch.int64))
+    optimizer.zero_grad()
+    start = time.perf_counter()
+    losses = original.model([to_tensor(rgb)], [target])
+    loss = sum(losses.values())
+    mid = time.perf_counter()
+    loss.backward()
+    end = time.perf_counter()
+    optimizer.step()
+    done = time.perf_counter()
+    for stage, seconds in zip(TRAIN_STAGES, (mid - start, end - mid, done - end)):
+        timer.seconds[stage] = timer.seconds.get(stage, 0.0) + seconds
+
+
+def _ours_train_step(ours: OursDetector, rgb: np.ndarray, poses: np.ndarray,
+                     boxes: np.ndarray, optimizer, timer: StageTimer) -> None:
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+
+    from img2pose_mm.structures import FacePoses
+    model = ours.api.model
+    h, w = rgb.shape[:2]
+    sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
+                                         scale_factor=(1.0, 1.0)))
+    sample.gt_instances = InstanceData(
+        bboxes=torch.from_numpy(boxes).float(), labels=torch.zeros(len(boxes), dtype=torch.long),
+        poses=FacePoses(torch.from_numpy(poses).float(), img_shape=(h, w)))
+    bgr = torch.from_numpy(np.ascontiguousarray(rgb[..., ::-1])).permute(2, 0, 1)
+    optimizer.zero_grad()
+    start = time.perf_counter()
+    batch = model.data_preprocessor(dict(inputs=[bgr], data_samples=[sample]), True)
+    loss, _ = model.parse_losses(model.loss(batch['inputs'], batch['data_samples']))
+    mid = time.perf_counter()
+    loss.backward()
+    end = time.perf_counter()
+    optimizer.step()
+    done = time.perf_counter()
+    for stage, seconds in zip(TRAIN_STAGES, (mid - start, end - mid, done - end)):
+        timer.seconds[stage] = timer.seconds.get(stage, 0.0) + seconds
+
+
+def run_speed(original: OriginalDetector, ours: OursDetector,
+              images: List[Tuple[str, np.ndarray]], repeats: int, train: bool = True) -> str:
+    """Mean seconds per image and stage of both models (after one warm-up pass), as a
+    table; ``train`` adds one SGD training step per image (forward + losses, backward,
+    optimizer; lr 1e-3, momentum 0.9, weight decay 5e-4 as the original)."""
+    results = {}
+    for side, detector, hook in (('original', original, _time_original_inference),
+                                 ('img2pose_mm', ours, _time_ours_inference)):
+        timer = StageTimer()
+        hook(detector, timer)
+        total = 0.0
+        for _, rgb in images:
+            detector(rgb)                                  # warm-up (not timed)
+        timer.reset()
+        for _ in range(repeats):
+            for _, rgb in images:
+                start = time.perf_counter()
+                detector(rgb)
+                total += time.perf_counter() - start
+        inference = {k: v / (repeats * len(images)) for k, v in timer.seconds.items()}
+        inference['total'] = total / (repeats * len(images))
+        timer.unwrap()
+        results[side] = inference
+    if train:
+        for side, detector, step in (('original', original, _original_train_step),
+                                     ('img2pose_mm', ours, _ours_train_step)):
+            model = detector.model if side == 'original' else detector.api.model
+            params = [p for p in model.parameters() if p.requires_grad]
+            optimizer = torch.optim.SGD(params, lr=1e-3, momentum=0.9, weight_decay=5e-4)
+            state = {k: v.clone() for k, v in model.state_dict().items()}
+            timer = StageTimer()
+            model.train()
+            torch.manual_seed(0)
+            try:
+                for i, (_, rgb) in enumerate(images * (repeats + 1)):
+                    if i == len(images):                   # first round warms up
+                        timer.reset()
+                    poses, boxes = synthetic_faces(rgb.shape[:2])
+                    step(detector, rgb, poses, boxes, optimizer, timer)
+            finally:
+                model.load_state_dict(state)
+                model.eval()
+            per_image = {k: v / (repeats * len(images)) for k, v in timer.seconds.items()}
+            per_image['train total'] = sum(per_image.values())
+            results[side].update(per_image)
+    stages = list(INFERENCE_STAGES) + ['total'] + (list(TRAIN_STAGES) + ['train total']
+                                                    if train else [])
+    lines = [f'{"stage (s / image)":<20}{"original":>12}{"img2pose_mm":>14}{"ratio":>9}']
+    for stage in stages:
+        a, b = results['original'].get(stage), results['img2pose_mm'].get(stage)
+        ratio = f'{a / b:>9.2f}' if a and b else f'{"":>9}'
+        lines.append(f'{stage:<20}{a if a is not None else float("nan"):>12.3f}'
+                     f'{b if b is not None else float("nan"):>14.3f}{ratio}')
+    lines.append(f'ratio = original / img2pose_mm; {repeats} timed round(s) after one warm-up, '
+                 f'{len(images)} image(s), {torch.get_num_threads()} CPU thread(s)')
+    return '\n'.join(lines)
 
 
 # ---------------------------------------------------------------------------------------

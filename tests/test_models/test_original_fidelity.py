@@ -120,7 +120,8 @@ def test_declared_other_face_warns_and_the_checkpoint_face_decodes(converted, tm
     trained = _project_checkpoint(converted, tmp_path)
     other = tmp_path / 'other_face_68.npy'
     np.save(other, np.load(DEFAULT_68) * np.float32(1.2))
-    options = {'test_dataloader.dataset.pipeline': native_size_pipeline()}
+    options = {'test_dataloader.dataset.pipeline': native_size_pipeline(),
+               'model.test_cfg.rpn.max_per_img': 200}
     image = sample_photos(['astronaut'])[0][1][150:310, 170:330]   # 160 x 160, a face
     reference = Img2Pose(checkpoint=trained, device='cpu', score_threshold=0.05,
                          cfg_options=options)

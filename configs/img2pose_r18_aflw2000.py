@@ -17,7 +17,7 @@
 _base_ = './img2pose_r18.py'
 
 aflw_root = 'data/AFLW2000/'
-face_model = None
+face_model = dict()
 
 model = dict(
     roi_head=dict(bbox_head=dict(bbox_coder=dict(pose_mean=None, pose_stddev=None))),

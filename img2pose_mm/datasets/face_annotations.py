@@ -107,7 +107,8 @@ def parse_annotation(entry: Any) -> Dict[str, Any]:
 
     Returns:
         dict with ``image_path`` (str, as written), ``bboxes`` ``(N, 4)`` float64,
-        ``scores`` ``(N,)`` float64 or ``None``, ``landmarks`` ``(N, M, 2)`` float64
+        ``scores`` ``(N,)`` float64 (NaN for boxes given without one) or ``None`` (no box
+        has one), ``landmarks`` ``(N, M, 2)`` float64
         (rows of faces without usable landmarks are all ``-1``), ``num_landmarks``
         ``M`` and ``poses_reference`` ``(N, 6)`` or ``None``.
 
@@ -125,21 +126,24 @@ def parse_annotation(entry: Any) -> Dict[str, Any]:
     raw_boxes = entry['bboxes']
     if not isinstance(raw_boxes, list):
         raise AnnotationError('"bboxes" must be a list')
-    boxes = _number_array(raw_boxes, '"bboxes"')
-    if boxes.size == 0:
-        boxes = boxes.reshape(0, 4)
-    if boxes.ndim != 2 or boxes.shape[1] not in (4, 5):
-        raise AnnotationError(f'"bboxes" has shape {boxes.shape}; expected (N, 4) or (N, 5)')
+    rows = [_number_array(box, f'box {i}').reshape(-1) for i, box in enumerate(raw_boxes)]
+    bad = [i for i, row in enumerate(rows) if len(row) not in (4, 5)]
+    if bad:
+        raise AnnotationError(f'box {bad[0]} has {len(rows[bad[0]])} numbers; expected '
+                              'x1, y1, x2, y2 and an optional score')
+    boxes = np.array([row[:4] for row in rows], dtype=np.float64).reshape(-1, 4)
     if not np.isfinite(boxes).all():
         raise AnnotationError('"bboxes" contains NaN or inf')
-    scores = boxes[:, 4].copy() if boxes.shape[1] == 5 else None
+    # a score per box where one is given (boxes with and without one may be mixed)
+    scores = (np.array([row[4] if len(row) == 5 else np.nan for row in rows])
+              if any(len(row) == 5 for row in rows) else None)
     landmarks, _ = _parse_landmark_sets(entry['landmarks'], len(boxes))
     poses_reference = None
     if entry.get('poses') is not None:
         ref = _number_array(entry['poses'], '"poses"')
         if ref.shape == (len(boxes), 6):
             poses_reference = ref
-    return dict(image_path=image_path, bboxes=np.ascontiguousarray(boxes[:, :4]),
+    return dict(image_path=image_path, bboxes=np.ascontiguousarray(boxes),
                 scores=scores, landmarks=landmarks, num_landmarks=landmarks.shape[1],
                 poses_reference=poses_reference)
 
@@ -221,32 +225,34 @@ def image_shape_from_header(path: str) -> Tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------- poses
-def check_boxes(boxes: np.ndarray, img_shape: Sequence[int],
-                integer: bool = True) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def check_boxes(boxes: np.ndarray, img_shape: Sequence[int], integer: bool = True
+                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The annotated boxes made usable, and the faces whose box is not.
 
-    Rule: boxes are clipped to the image (``0 <= x <= w``, ``0 <= y <= h``); with
-    ``integer`` their corners are then truncated to integers (the original's
-    ``astype(int)``). A box whose ``x1 >= x2`` or ``y1 >= y2`` afterwards is dropped:
-    swapped or empty if it was so before clipping, else outside the image.
+    Rule: with ``integer`` the corners are truncated to integers (the original's
+    ``astype(int)``). A box whose ``x1 >= x2`` or ``y1 >= y2`` is dropped (swapped or
+    empty), and so is a box with no area inside the image. The boxes that are stored
+    (ignore regions, the boxes of faces without a pose) are clipped to the image; the
+    original's labelling camera is the unclipped box.
 
     Returns:
-        float64 ``(N, 4)`` boxes, bool ``(N,)`` keep mask, int8 ``(N,)`` reason codes
-        (index into :data:`BOX_PROBLEMS`, -1 for kept faces).
+        float64 ``(N, 4)`` boxes (integer, unclipped: the labelling boxes), float64
+        ``(N, 4)`` boxes clipped to the image, bool ``(N,)`` keep mask, int8 ``(N,)``
+        reason codes (index into :data:`BOX_PROBLEMS`, -1 for kept faces).
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if integer:
+        boxes = np.trunc(boxes)
     h, w = int(img_shape[0]), int(img_shape[1])
     swapped = (boxes[:, 0] >= boxes[:, 2]) | (boxes[:, 1] >= boxes[:, 3])
-    out = boxes.copy()
-    out[:, 0::2] = out[:, 0::2].clip(0, w)
-    out[:, 1::2] = out[:, 1::2].clip(0, h)
-    if integer:
-        out = np.trunc(out)
-    empty = (out[:, 0] >= out[:, 2]) | (out[:, 1] >= out[:, 3])
+    clipped = boxes.copy()
+    clipped[:, 0::2] = clipped[:, 0::2].clip(0, w)
+    clipped[:, 1::2] = clipped[:, 1::2].clip(0, h)
+    outside = (clipped[:, 0] >= clipped[:, 2]) | (clipped[:, 1] >= clipped[:, 3])
     reasons = np.full(len(boxes), -1, dtype=np.int8)
     reasons[swapped] = 0
-    reasons[empty & ~swapped] = 1
-    return out, reasons < 0, reasons
+    reasons[outside & ~swapped] = 1
+    return boxes, clipped, reasons < 0, reasons
 
 
 def label_faces(landmarks: np.ndarray, boxes: np.ndarray, img_shape: Sequence[int],
@@ -310,7 +316,11 @@ def label_faces(landmarks: np.ndarray, boxes: np.ndarray, img_shape: Sequence[in
     overlap = np.zeros(len(boxes))
     ok = front & inside
     if ok.any():
-        overlap[ok] = box_iou(pose_boxes[ok], box_t[ok]).diagonal().numpy()
+        h, w = img_shape
+        visible = box_t.clone()
+        visible[:, 0::2] = visible[:, 0::2].clamp(0, w)
+        visible[:, 1::2] = visible[:, 1::2].clamp(0, h)
+        overlap[ok] = box_iou(pose_boxes[ok], visible[ok]).diagonal().numpy()
     plausible = overlap >= min_iou
     status[ok & ~plausible] = 6
     valid = torch.from_numpy(ok & plausible)
@@ -329,20 +339,21 @@ def annotate_image(ann: Dict[str, Any], img_shape: Sequence[int],
     the faces that keep theirs (:func:`check_boxes`, :func:`label_faces`).
 
     Returns:
-        dict with the kept faces' ``bboxes`` (integer corners in ``'box'`` mode),
+        dict with the kept faces' ``bboxes`` (clipped to the image; integer corners in
+        ``'box'`` mode),
         ``landmarks``, ``scores`` and ``poses_reference`` (or ``None``), their ``poses``,
         ``local_poses``, ``pose_status`` and ``faces`` (their indices in the entry), and
         ``dropped`` (indices of the other faces) with ``dropped_reasons`` (codes into
         :data:`BOX_PROBLEMS`).
     """
-    boxes, keep, reasons = check_boxes(ann['bboxes'], img_shape, integer=mode == 'box')
+    boxes, clipped, keep, reasons = check_boxes(ann['bboxes'], img_shape, integer=mode == 'box')
     labels = label_faces(ann['landmarks'][keep], boxes[keep], img_shape, face_model, mode,
                          min_iou)
 
     def kept(value):
         return None if value is None else np.asarray(value)[keep]
 
-    return dict(bboxes=boxes[keep], landmarks=ann['landmarks'][keep], scores=kept(ann['scores']),
+    return dict(bboxes=clipped[keep], landmarks=ann['landmarks'][keep], scores=kept(ann['scores']),
                 poses_reference=kept(ann['poses_reference']), faces=np.flatnonzero(keep),
                 dropped=np.flatnonzero(~keep), dropped_reasons=reasons[~keep], **labels)
 

@@ -24,18 +24,21 @@ from .conftest import REF68, project, random_image, synthetic_poses, write_image
 SHAPE = (200, 260)
 
 
-def test_box_rule_clips_truncates_and_names_the_problem():
+def test_box_rule_truncates_clips_and_names_the_problem():
     boxes = np.array([[10.7, 20.2, 60.9, 80.5],       # fine: truncated
                       [60.0, 20.0, 10.0, 80.0],       # x swapped
                       [10.0, 10.0, 10.0, 50.0],       # zero width
-                      [-20.5, 150.0, 30.0, 230.0],    # partly outside: clipped
+                      [-20.5, 150.0, 30.0, 230.0],    # partly outside: clipped when stored
                       [300.0, 10.0, 320.0, 40.0]])    # outside the image
-    out, keep, reasons = check_boxes(boxes, SHAPE)
+    label, stored, keep, reasons = check_boxes(boxes, SHAPE)
     assert keep.tolist() == [True, False, False, True, False]
     assert [BOX_PROBLEMS[r] if r >= 0 else None for r in reasons] == [
         None, BOX_PROBLEMS[0], BOX_PROBLEMS[0], None, BOX_PROBLEMS[1]]
-    np.testing.assert_array_equal(out[[0, 3]], [[10, 20, 60, 80], [0, 150, 30, 200]])
-    floats, _, _ = check_boxes(boxes, SHAPE, integer=False)
+    # the original labels in the camera of the unclipped integer box ('int' truncates
+    # towards zero); the stored box is the visible part
+    np.testing.assert_array_equal(label[[0, 3]], [[10, 20, 60, 80], [-20, 150, 30, 230]])
+    np.testing.assert_array_equal(stored[[0, 3]], [[10, 20, 60, 80], [0, 150, 30, 200]])
+    floats, _, _, _ = check_boxes(boxes, SHAPE, integer=False)
     np.testing.assert_allclose(floats[0], boxes[0])
 
 

@@ -41,3 +41,44 @@ def test_original_labels_cover_every_image():
             assert labels[f'{name}/{key}'].shape[0] == len(kept)
         no_pose = [bool(faces[i].get('missing')) for i in kept]
         assert (labels[f'{name}/local_poses'][:, 0] == -9).tolist() == no_pose
+
+
+def test_json_to_lmdb_gives_the_originals_labels(tmp_path):
+    """json_to_lmdb.py --train (the original's labelling, its default) on the fixture: the
+    same images, kept faces, integer boxes, box-local and global poses and statistics as
+    the original's own labelling run on it (stored numbers, 1e-6)."""
+    import subprocess
+    import sys
+
+    from img2pose_mm.datasets.lmdb_record import decode_record, open_lmdb_readonly, read_keys
+
+    repo = LABELS.parents[3]
+    proc = subprocess.run(
+        [sys.executable, str(repo / 'tools' / 'dataset_converters' / 'json_to_lmdb.py'),
+         str(LABELS / 'faces.jsonl'), str(tmp_path), '--name', 'labels', '--train',
+         '--no-progress'], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    labels = np.load(LABELS / 'original_labels.npz')
+    names = [str(n) for n in labels['image_names']]
+    env = open_lmdb_readonly(str(tmp_path / 'labels.lmdb'))
+    with env.begin() as txn:
+        keys = read_keys(txn, 'labels.lmdb')
+        records = [decode_record(txn.get(k.encode()), k)[1] for k in keys]
+    env.close()
+    written = [name for name, skipped in zip(names, labels['skipped']) if not skipped]
+    assert [names[int(k) - 1] for k in keys] == written
+    for key, arrays in zip(keys, records):
+        name = names[int(key) - 1]
+        np.testing.assert_array_equal(arrays['faces'], labels[f'{name}/kept'])
+        for ours, theirs in (('local_poses', 'local_poses'), ('poses', 'global_poses')):
+            np.testing.assert_allclose(arrays[ours], labels[f'{name}/{theirs}'], rtol=0,
+                                       atol=1e-6, err_msg=f'{name} {ours}')
+        # the stored boxes are the original's integer boxes, clipped to the image
+        with Image.open(LABELS / 'images' / f'{name}.png') as img:
+            w, h = img.size
+        np.testing.assert_array_equal(arrays['bboxes'],
+                                      labels[f'{name}/boxes'].clip(0, [w, h, w, h]))
+    np.testing.assert_allclose(np.load(tmp_path / 'labels_pose_mean.npy'), labels['pose_mean'],
+                               rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / 'labels_pose_stddev.npy'),
+                               labels['pose_stddev'], rtol=0, atol=1e-6)

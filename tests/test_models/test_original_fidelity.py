@@ -131,9 +131,8 @@ def test_declared_other_face_warns_and_the_checkpoint_face_decodes(converted, tm
         declared = Img2Pose(config=REPO / 'configs' / 'img2pose_r18.py', checkpoint=trained,
                             device='cpu', score_threshold=0.05,
                             cfg_options=dict(options, **{
-                                # (_delete_: the base config's face_model is None)
                                 'model.' + CODER + 'face_model': dict(
-                                    _delete_=True, reference_points=str(other))}))
+                                    reference_points=str(other))}))
     messages = [str(w.message) for w in record if 'declares' in str(w.message)]
     assert len(messages) == 1, [str(w.message) for w in record]
     # both faces named: the checkpoint's and the config's (file name and fingerprint)

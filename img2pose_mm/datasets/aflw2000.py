@@ -11,7 +11,7 @@ translation/scale belong to 3DDFA's weak-perspective model and are not used).
 
 Ground truth per image (docs/reference.md §7, img2pose's AFLW2000-3D evaluation):
 
-* rotation = ``euler_to_rotvec`` of ``Pose_Para[:3]`` in degrees, so ground truth and
+* rotation = ``euler_to_rotvec(..., 'aflw')`` of ``Pose_Para[:3]`` in degrees, so ground truth and
   predictions go through the one Euler convention of :mod:`img2pose_mm.structures`;
 * translation = EPnP of the reference face's 68 points against the x, y of
   ``pt3d_68`` with the image camera (how img2pose labels faces; the original reports
@@ -144,7 +144,7 @@ class AFLW2000Dataset(BaseDetDataset):
             landmarks = ann['landmarks']
             pnp, solved = self.face_model.pose_from_landmarks(landmarks[None], (height, width))
             pnp = pnp[0]
-            rotvec = euler_to_rotvec(torch.from_numpy(angles))
+            rotvec = euler_to_rotvec(torch.from_numpy(angles), 'aflw')
             roll = pnp[2] if bool(solved[0]) else rotvec[2]
             bbox = self.face_model.points_to_bbox(torch.from_numpy(landmarks)[None], roll[None],
                                                   (height, width))[0]

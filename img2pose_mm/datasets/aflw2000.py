@@ -13,7 +13,7 @@ Ground truth per image (docs/reference.md §7, img2pose's AFLW2000-3D evaluation
 
 * angles (``gt_euler``) = the raw ``Pose_Para[:3]`` in degrees (pitch, yaw, roll), which
   the original compares with the predictions' AFLW Euler angles without wrap-around; the
-  rotation of ``poses`` is their ``euler_to_rotvec``;
+  rotation of ``poses`` is their ``euler_to_rotvec(..., 'aflw')``;
 * translation = EPnP of the face model's 68 points against the x, y of ``pt3d_68`` with
   the image camera (how img2pose labels faces; the original reports its translation
   error against this pose); NaN when EPnP fails;
@@ -155,7 +155,7 @@ class AFLW2000Dataset(BaseDetDataset):
                                     image_intrinsics((height, width)).numpy(),
                                     single_precision=True)
             pnp = pnp[0]
-            rotvec = euler_to_rotvec(torch.from_numpy(angles))
+            rotvec = euler_to_rotvec(torch.from_numpy(angles), 'aflw')
             roll = pnp[2] if bool(solved[0]) else rotvec[2]
             bbox = self.face_model.points_to_bbox(torch.from_numpy(landmarks)[None], roll[None],
                                                   (height, width))[0]

@@ -9,7 +9,7 @@ from mmdet.registry import METRICS
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
-from img2pose_mm.structures import euler_to_rotvec, pose_to_euler, rotation_angle_between
+from img2pose_mm.structures import euler_to_rotvec, rotation_angle_between, rotvec_to_euler
 
 from ..functional import angle_errors, select_by_center, select_by_iou
 from ._utils import get_field, sample_name, to_numpy
@@ -22,10 +22,10 @@ MISS_POLICIES = ('exclude', 'frontal')
 class HeadPoseMetric(BaseMetric):
     """Yaw / pitch / roll MAE (degrees) of the detection chosen for each face.
 
-    Predicted poses go through :func:`img2pose_mm.structures.pose_to_euler` (the AFLW
-    convention of docs/reference.md §3); ground-truth angles are the dataset's own
-    (``gt_euler``, e.g. AFLW2000-3D's raw ``Pose_Para`` degrees) or, without them, the same
-    conversion of the GT poses.
+    Predicted poses go through :func:`img2pose_mm.structures.rotvec_to_euler` with the
+    ``'aflw'`` convention (docs/reference.md §3), the one :class:`~img2pose_mm.apis.Img2Pose`
+    reports; ground-truth angles are the dataset's own (``gt_euler``, e.g. AFLW2000-3D's raw
+    ``Pose_Para`` degrees) or, without them, the same conversion of the GT poses.
 
     Face selection (see :mod:`img2pose_mm.evaluation.functional.head_pose`):
     ``selection='iou'`` (AFLW2000-3D: best IoU with the ground-truth box, detections
@@ -153,7 +153,7 @@ class HeadPoseMetric(BaseMetric):
             keep = np.isfinite(angles).all(1)
         else:
             keep = poses.valid.cpu().numpy()
-            angles = pose_to_euler(poses.tensor.double()).cpu().numpy()
+            angles = rotvec_to_euler(poses.tensor[:, :3].double(), 'aflw').cpu().numpy()
         angles, translations, boxes = angles[keep], translations[keep], boxes[keep]
         if self.selection == 'iou' and not np.isfinite(boxes).all():
             raise ValueError(f'{sample_name(data_sample)}: IoU face selection needs a '
@@ -181,10 +181,10 @@ class HeadPoseMetric(BaseMetric):
         metrics: Dict[str, float] = {}
         if rows.any():
             pr_rot = torch.from_numpy(rot_pred[rows])
-            errors = angle_errors(pose_to_euler(pr_rot).numpy(), gt_angles[rows],
+            errors = angle_errors(rotvec_to_euler(pr_rot, 'aflw').numpy(), gt_angles[rows],
                                   self.wrap_angles)
             pitch, yaw, roll = errors.mean(0)
-            gt_rot = euler_to_rotvec(torch.from_numpy(gt_angles[rows]))
+            gt_rot = euler_to_rotvec(torch.from_numpy(gt_angles[rows]), 'aflw')
             geodesic = torch.rad2deg(rotation_angle_between(gt_rot, pr_rot)).mean().item()
         else:
             pitch = yaw = roll = geodesic = float('nan')

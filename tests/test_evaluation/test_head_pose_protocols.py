@@ -228,3 +228,51 @@ def test_biwi_config_follows_the_original_protocol(tmp_path):
     for key, value in zip(('pitch', 'yaw', 'roll'), expected):
         assert result[f'biwi/{key}'] == pytest.approx(value, abs=2e-3), key
     assert 'biwi/tx' not in result
+
+
+@pytest.fixture(scope='module')
+def converted_checkpoint(tmp_path_factory):
+    """Seeded weights in the original's layout, converted (self-contained checkpoint)."""
+    import importlib.util
+
+    from img2pose_mm.structures.reference_face import DEFAULT_5, DEFAULT_68
+    from img2pose_mm.testing import SEEDED_POSE_MEAN, SEEDED_POSE_STDDEV, save_original_checkpoint
+    spec = importlib.util.spec_from_file_location(
+        'img2pose_to_mmdet', REPO / 'tools' / 'model_converters' / 'img2pose_to_mmdet.py')
+    converter = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(converter)
+    tmp = tmp_path_factory.mktemp('converted')
+    src = save_original_checkpoint(str(tmp / 'seeded.pth'), 0)
+    np.save(tmp / 'mean.npy', SEEDED_POSE_MEAN)
+    np.save(tmp / 'std.npy', SEEDED_POSE_STDDEV)
+    converter.convert(src, str(tmp / 'converted.pth'), pose_mean=str(tmp / 'mean.npy'),
+                      pose_stddev=str(tmp / 'std.npy'), reference_points=str(DEFAULT_68),
+                      reference_points_5=str(DEFAULT_5))
+    return tmp / 'converted.pth'
+
+
+@pytest.mark.parametrize('name', ['aflw2000', 'biwi'])
+def test_protocol_configs_run_with_tools_test(name, tmp_path, converted_checkpoint):
+    """The configs as a user runs them: tools/test.py with a converted checkpoint (no other
+    file), on fixtures in the datasets' layouts."""
+    import subprocess
+    import sys
+    root = tmp_path / 'data'
+    if name == 'aflw2000':
+        angles, trans = AFLW['image00002']
+        pose = torch.from_numpy(pose_of(angles, trans))
+        points = torch.from_numpy(REF68).double()
+        landmarks = project_pose_points(points, pose[None], AFLW_SHAPE)[0].numpy()
+        write_aflw(str(root), 'image00002', list(np.deg2rad(angles)) + [0, 0, 0, 1e-3],
+                   landmarks, *AFLW_SHAPE)
+    else:
+        write_biwi_frame(str(root), '01', 3, np.eye(3), [0.0, 0.0, 900.0], *BIWI_SHAPE)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / 'tools' / 'test.py'),
+         str(REPO / 'configs' / f'img2pose_r18_{name}.py'), str(converted_checkpoint),
+         '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+         f'test_dataloader.dataset.data_root={root}', 'test_dataloader.num_workers=0'],
+        capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    assert f'{name}/mae' in out and f'{name}/num_faces: 1' in out

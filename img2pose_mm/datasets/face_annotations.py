@@ -8,7 +8,10 @@ One JSON object per line::
 
 A landmark set that contains ``-1`` means "no pose for that face". An optional
 ``poses`` key (``N x 6``) is kept as ``gt_poses_reference`` and never used for
-training.
+training. An optional ``pose_para`` key (``N`` rows of at least pitch, yaw, roll in
+radians: the first numbers of 300W-LP's ``Pose_Para``, written by
+``tools/dataset_converters/300wlp_to_json.py``) is the ground-truth rotation that the
+``'pose_para'`` labelling uses.
 
 Shared by the JSON -> LMDB converter and by :class:`FacePoseJSONDataset` so that both
 annotate an image the same way: EPnP pose per face with the full-image camera, the face
@@ -33,6 +36,8 @@ from img2pose_mm.structures import (
     FaceModelLike,
     FacePoses,
     box_iou,
+    euler_to_rotvec,
+    image_intrinsics,
     landmarks_valid,
     local_intrinsics,
     solve_pnp,
@@ -46,8 +51,11 @@ POSE_STATUS = ('ok', 'landmarks missing (-1)', 'landmarks not finite (NaN or inf
 BOX_PROBLEMS = ('box swapped or empty (x1 >= x2 or y1 >= y2)', 'box outside the image')
 #: How faces are labelled: ``'box'`` = the original's (EPnP in the camera of the
 #: annotated box cast to integers, box-local poses relative to that box), ``'image'`` =
-#: EPnP in the full image's camera, box-local poses relative to the pose's own box.
-LABELLING_MODES = ('box', 'image')
+#: EPnP in the full image's camera, box-local poses relative to the pose's own box,
+#: ``'pose_para'`` = the original's 300W-LP labelling (rotation from each face's
+#: ``pose_para`` angles, translation from EPnP in the full image's camera, box-local
+#: poses relative to the roll-aware box of the landmarks). See :func:`label_faces`.
+LABELLING_MODES = ('box', 'image', 'pose_para')
 #: Default least IoU between a face's pose box and its annotated box: loose on purpose, it
 #: catches poses unrelated to their box (landmarks far off, swapped), not imprecise ones
 #: (a box of only the 5 points overlaps the pose box by about 0.15, a full face box by
@@ -102,6 +110,22 @@ def _parse_landmark_sets(raw: Any, num_faces: int) -> Tuple[np.ndarray, np.ndarr
     return out, missing | unusable
 
 
+def _parse_pose_para(raw: Any, num_faces: int) -> np.ndarray:
+    """``N`` rows of at least (pitch, yaw, roll) radians -> ``(N, 3)`` float64."""
+    if not isinstance(raw, list):
+        raise AnnotationError(f'"pose_para" must be a list, got {type(raw).__name__}')
+    if len(raw) != num_faces:
+        raise AnnotationError(f'{len(raw)} "pose_para" rows for {num_faces} boxes')
+    rows = [_number_array(row, f'"pose_para" row {i}').reshape(-1) for i, row in enumerate(raw)]
+    for i, row in enumerate(rows):
+        if len(row) < 3:
+            raise AnnotationError(f'"pose_para" row {i} has {len(row)} numbers; expected '
+                                  'at least pitch, yaw, roll (radians)')
+        if not np.isfinite(row[:3]).all():
+            raise AnnotationError(f'"pose_para" row {i} contains NaN or inf')
+    return np.array([row[:3] for row in rows], dtype=np.float64).reshape(-1, 3)
+
+
 def parse_annotation(entry: Any) -> Dict[str, Any]:
     """Validate one decoded JSON-list object.
 
@@ -110,7 +134,8 @@ def parse_annotation(entry: Any) -> Dict[str, Any]:
         ``scores`` ``(N,)`` float64 (NaN for boxes given without one) or ``None`` (no box
         has one), ``landmarks`` ``(N, M, 2)`` float64
         (rows of faces without usable landmarks are all ``-1``), ``num_landmarks``
-        ``M`` and ``poses_reference`` ``(N, 6)`` or ``None``.
+        ``M``, ``poses_reference`` ``(N, 6)`` or ``None`` and ``pose_para`` ``(N, 3)``
+        (pitch, yaw, roll in radians) or ``None``.
 
     Raises:
         AnnotationError: the entry does not follow the format.
@@ -143,9 +168,12 @@ def parse_annotation(entry: Any) -> Dict[str, Any]:
         ref = _number_array(entry['poses'], '"poses"')
         if ref.shape == (len(boxes), 6):
             poses_reference = ref
+    pose_para = None
+    if entry.get('pose_para') is not None:
+        pose_para = _parse_pose_para(entry['pose_para'], len(boxes))
     return dict(image_path=image_path, bboxes=np.ascontiguousarray(boxes),
                 scores=scores, landmarks=landmarks, num_landmarks=landmarks.shape[1],
-                poses_reference=poses_reference)
+                poses_reference=poses_reference, pose_para=pose_para)
 
 
 def parse_json_line(line: str) -> Dict[str, Any]:
@@ -255,9 +283,42 @@ def check_boxes(boxes: np.ndarray, img_shape: Sequence[int], integer: bool = Tru
     return boxes, clipped, reasons < 0, reasons
 
 
+def pose_para_poses(landmarks: np.ndarray, pose_para: np.ndarray, img_shape: Sequence[int],
+                    face_model: FaceModelLike = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Global poses of 300W-LP faces (the original's 300W-LP labelling, docs/reference.md §6).
+
+    The rotation is the ``'aflw'`` reading of the ground-truth angles
+    (``euler_to_rotvec(pose_para, 'aflw')``, i.e. ``R^T = from_euler('xyz', [pitch, -yaw,
+    -roll])``); the translation is EPnP of the face model's points against the landmarks
+    in the full image's camera (points in single precision, as the original).
+
+    Args:
+        landmarks: ``(N, M, 2)`` (M = 5 or 68, as the face model's points).
+        pose_para: ``(N, 3)`` pitch, yaw, roll in radians.
+        img_shape: ``(h, w)`` of the image.
+
+    Returns:
+        float64 poses ``(N, 6)`` (NaN rows where EPnP gives no translation) and the ``(N,)``
+        bool mask of faces EPnP solved.
+    """
+    face_model = FaceModel.build(face_model)
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    pose_para = torch.as_tensor(np.asarray(pose_para, dtype=np.float64)).reshape(-1, 3)
+    if len(pose_para) != len(landmarks):
+        raise ValueError(f'{len(pose_para)} pose_para rows for {len(landmarks)} faces')
+    points = face_model.points(landmarks.shape[1]).detach().cpu().numpy()
+    pnp, solved = solve_pnp(landmarks, points,
+                            image_intrinsics((int(img_shape[0]), int(img_shape[1]))).numpy(),
+                            single_precision=True)
+    poses = torch.cat([euler_to_rotvec(pose_para, 'aflw', degrees=False), pnp[:, 3:]], 1)
+    poses[~solved] = float('nan')
+    return poses, solved
+
+
 def label_faces(landmarks: np.ndarray, boxes: np.ndarray, img_shape: Sequence[int],
                 face_model: FaceModelLike = None, mode: str = 'box',
-                min_iou: float = MIN_POSE_BOX_IOU) -> Dict[str, Any]:
+                min_iou: float = MIN_POSE_BOX_IOU,
+                pose_para: Optional[np.ndarray] = None) -> Dict[str, Any]:
     """Poses of the faces of one image from their landmarks and boxes.
 
     ``mode='box'`` labels as the original img2pose does (docs/reference.md §6): EPnP of
@@ -265,22 +326,33 @@ def label_faces(landmarks: np.ndarray, boxes: np.ndarray, img_shape: Sequence[in
     ``[[w+h, 0, w//2], [0, w+h, h//2], [0, 0, 1]]`` with the integer box size; that is
     the box-local pose, and the global pose follows from it (the face model's decode).
     ``mode='image'``: EPnP in the full image's camera, box-local poses relative to the
-    pose's own box. Either way a face has no pose (:data:`POSE_STATUS`) when its
-    landmarks are missing (-1) or not finite, EPnP fails, the face is behind the camera,
-    its pose box is empty, or that box overlaps its annotated box by less than
+    pose's own box. ``mode='pose_para'`` labels as the original's 300W-LP loader: the
+    rotation from ``pose_para`` and the translation from EPnP in the full image's camera
+    (:func:`pose_para_poses`), box-local poses relative to the landmarks' box expanded by
+    the face model's box rule with the roll of that pose (``points_to_bbox``: x1.1, y1.1,
+    +0.3 towards the top of the head, clipped to the image). Either way a face has no pose
+    (:data:`POSE_STATUS`) when its landmarks are missing (-1) or not finite, EPnP fails,
+    the face is behind the camera, its box is empty (the pose's box; the landmarks' box
+    with ``'pose_para'``), or the pose's box overlaps its annotated box by less than
     ``min_iou`` (an implausible pose, e.g. landmarks far outside their box).
 
     Args:
         landmarks: ``(N, M, 2)`` (M = 5 or 68).
         boxes: ``(N, 4)`` annotated boxes, already checked (:func:`check_boxes`).
         img_shape: ``(h, w)`` of the image.
+        pose_para: ``(N, 3)`` pitch, yaw, roll (radians) per face; needed by
+            ``mode='pose_para'``, ignored otherwise.
 
     Returns:
         dict with ``poses`` (:class:`FacePoses`, float64, global), ``local_poses``
-        (:class:`FacePoses`, box-local poses of the valid faces) and int8 ``pose_status``.
+        (:class:`FacePoses`, box-local poses of the valid faces), ``label_bboxes``
+        (float64 ``(N, 4)``: the boxes the local poses are relative to; meaningful for
+        the valid faces) and int8 ``pose_status``.
     """
     if mode not in LABELLING_MODES:
         raise ValueError(f'labelling mode must be one of {LABELLING_MODES}, got {mode!r}')
+    if mode == 'pose_para' and pose_para is None:
+        raise ValueError("labelling mode 'pose_para' needs the faces' pose_para angles")
     face_model = FaceModel.build(face_model)
     landmarks = np.asarray(landmarks, dtype=np.float64)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -288,30 +360,42 @@ def label_faces(landmarks: np.ndarray, boxes: np.ndarray, img_shape: Sequence[in
     status = np.zeros(len(landmarks), dtype=np.int8)
     if len(landmarks) == 0:
         empty = FacePoses.empty(img_shape, torch.float64)
-        return dict(poses=empty, local_poses=empty.clone(), pose_status=status)
+        return dict(poses=empty, local_poses=empty.clone(), pose_status=status,
+                    label_bboxes=torch.zeros(0, 4, dtype=torch.float64))
     missing = (landmarks == LANDMARK_MISSING).any((1, 2))
     not_finite = ~np.isfinite(landmarks).all((1, 2))
     status[missing] = 1
     status[not_finite & ~missing] = 2
     usable = landmarks_valid(landmarks)
-    points = face_model.points(landmarks.shape[1]).detach().cpu().numpy()
     box_t = torch.from_numpy(boxes)
     if mode == 'box':
+        points = face_model.points(landmarks.shape[1]).detach().cpu().numpy()
         shifted = landmarks - boxes[:, None, :2]
         cameras = local_intrinsics(box_t).numpy()
         local, solved = solve_pnp(shifted, points, cameras, single_precision=True)
         glob = torch.full_like(local, float('nan'))
         if solved.any():
             glob[solved] = face_model.decode(local[solved], box_t[solved], img_shape)
-    else:
+    elif mode == 'image':
         glob, solved = face_model.pose_from_landmarks(landmarks, img_shape)
+    else:
+        glob, solved = pose_para_poses(landmarks, pose_para, img_shape, face_model)
     solved = solved.numpy()
     status[usable & ~solved] = 3
     front = solved & (np.nan_to_num(glob[:, 5].numpy(), nan=-1.0) > 0)
     status[solved & ~front] = 4
     pose_boxes = FacePoses(glob, torch.from_numpy(front), img_shape).to_bboxes(face_model)
-    inside = ((pose_boxes[:, 2] - pose_boxes[:, 0] >= 1)
-              & (pose_boxes[:, 3] - pose_boxes[:, 1] >= 1)).numpy()
+    if mode == 'pose_para':
+        # the landmarks' box, expanded with the roll of the pose (unusable rows: zeros)
+        label_boxes = torch.zeros_like(box_t)
+        if front.any():
+            label_boxes[front] = face_model.points_to_bbox(
+                torch.from_numpy(landmarks[front]), glob[front, 2], img_shape)
+    else:
+        label_boxes = box_t if mode == 'box' else pose_boxes
+    own_boxes = label_boxes if mode == 'pose_para' else pose_boxes
+    inside = ((own_boxes[:, 2] - own_boxes[:, 0] >= 1)
+              & (own_boxes[:, 3] - own_boxes[:, 1] >= 1)).numpy()
     status[front & ~inside] = 5
     overlap = np.zeros(len(boxes))
     ok = front & inside
@@ -324,12 +408,13 @@ def label_faces(landmarks: np.ndarray, boxes: np.ndarray, img_shape: Sequence[in
     plausible = overlap >= min_iou
     status[ok & ~plausible] = 6
     valid = torch.from_numpy(ok & plausible)
-    if mode == 'image':
+    if mode != 'box':
         local = torch.full_like(glob, float('nan'))
         if valid.any():
-            local[valid] = face_model.encode(glob[valid], pose_boxes[valid], img_shape)
+            local[valid] = face_model.encode(glob[valid], label_boxes[valid], img_shape)
     return dict(poses=FacePoses(glob, valid, img_shape),
-                local_poses=FacePoses(local, valid, img_shape), pose_status=status)
+                local_poses=FacePoses(local, valid, img_shape), pose_status=status,
+                label_bboxes=label_boxes.clone())
 
 
 def annotate_image(ann: Dict[str, Any], img_shape: Sequence[int],
@@ -338,23 +423,44 @@ def annotate_image(ann: Dict[str, Any], img_shape: Sequence[int],
     """Check the boxes of one parsed JSON-list entry (:func:`parse_annotation`) and label
     the faces that keep theirs (:func:`check_boxes`, :func:`label_faces`).
 
+    With ``mode='pose_para'`` the entry must have ``pose_para`` and 68 landmarks per face,
+    and a face with a pose is stored with its labelling box (the roll-aware box of its
+    landmarks), as the original's 300W-LP loader stores it.
+
     Returns:
         dict with the kept faces' ``bboxes`` (clipped to the image; integer corners in
-        ``'box'`` mode),
-        ``landmarks``, ``scores`` and ``poses_reference`` (or ``None``), their ``poses``,
-        ``local_poses``, ``pose_status`` and ``faces`` (their indices in the entry), and
-        ``dropped`` (indices of the other faces) with ``dropped_reasons`` (codes into
-        :data:`BOX_PROBLEMS`).
+        ``'box'`` and ``'pose_para'`` mode),
+        ``landmarks``, ``scores``, ``poses_reference`` and ``pose_para`` (or ``None``),
+        their ``poses``, ``local_poses``, ``label_bboxes``, ``pose_status`` and ``faces``
+        (their indices in the entry), and ``dropped`` (indices of the other faces) with
+        ``dropped_reasons`` (codes into :data:`BOX_PROBLEMS`).
+
+    Raises:
+        AnnotationError: ``mode='pose_para'`` on an entry without ``pose_para`` or with
+            5 landmarks per face.
     """
-    boxes, clipped, keep, reasons = check_boxes(ann['bboxes'], img_shape, integer=mode == 'box')
-    labels = label_faces(ann['landmarks'][keep], boxes[keep], img_shape, face_model, mode,
-                         min_iou)
+    if mode == 'pose_para':
+        if ann.get('pose_para') is None:
+            raise AnnotationError("labelling 'pose_para' needs a \"pose_para\" key (pitch, "
+                                  'yaw, roll in radians per face, e.g. from 300wlp_to_json.py)')
+        if len(ann['bboxes']) and ann['num_landmarks'] != 68:
+            raise AnnotationError("labelling 'pose_para' needs 68 landmarks per face, got "
+                                  f"{ann['num_landmarks']}")
+    boxes, clipped, keep, reasons = check_boxes(ann['bboxes'], img_shape,
+                                                integer=mode != 'image')
 
     def kept(value):
         return None if value is None else np.asarray(value)[keep]
 
-    return dict(bboxes=clipped[keep], landmarks=ann['landmarks'][keep], scores=kept(ann['scores']),
-                poses_reference=kept(ann['poses_reference']), faces=np.flatnonzero(keep),
+    labels = label_faces(ann['landmarks'][keep], boxes[keep], img_shape, face_model, mode,
+                         min_iou, pose_para=kept(ann.get('pose_para')))
+    stored = clipped[keep]
+    if mode == 'pose_para':
+        valid = labels['poses'].valid.numpy()
+        stored[valid] = labels['label_bboxes'].numpy()[valid]
+    return dict(bboxes=stored, landmarks=ann['landmarks'][keep], scores=kept(ann['scores']),
+                poses_reference=kept(ann['poses_reference']),
+                pose_para=kept(ann.get('pose_para')), faces=np.flatnonzero(keep),
                 dropped=np.flatnonzero(~keep), dropped_reasons=reasons[~keep], **labels)
 
 
@@ -402,6 +508,7 @@ __all__ = [
     'POSE_STATUS', 'BOX_PROBLEMS', 'LABELLING_MODES', 'MIN_POSE_BOX_IOU', 'AnnotationError',
     'parse_annotation',
     'parse_json_line', 'iter_json_list', 'resolve_image_path', 'read_image_bytes',
-    'decode_image', 'image_shape_from_header', 'check_boxes', 'label_faces', 'annotate_image',
+    'decode_image', 'image_shape_from_header', 'check_boxes', 'pose_para_poses', 'label_faces',
+    'annotate_image',
     'make_data_info', 'pose_statistics', 'save_array_atomic',
 ]

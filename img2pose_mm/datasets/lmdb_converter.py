@@ -110,6 +110,8 @@ def build_record(line_no: int, text: str, json_path: str, image_root: Optional[s
         arrays['scores'] = faces['scores']
     if keep_reference_poses and faces['poses_reference'] is not None:
         arrays['gt_poses_reference'] = faces['poses_reference']
+    if faces['pose_para'] is not None:
+        arrays['pose_para'] = faces['pose_para']
     header = dict(image_path=path, source_image_path=ann['image_path'], height=int(height),
                   width=int(width), line=int(line_no))
     return encode_record(header, arrays, img_bytes)
@@ -210,9 +212,15 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
             img2pose ``pose_references`` files.
         labelling: ``'box'`` (default, the original's: EPnP in the camera of the
             annotated box cast to integers; the stored box-local poses, and so the pose
-            statistics, are relative to those boxes) or ``'image'`` (EPnP in the full
-            image's camera, box-local poses relative to the pose boxes). See
-            :func:`~img2pose_mm.datasets.face_annotations.label_faces`.
+            statistics, are relative to those boxes), ``'image'`` (EPnP in the full
+            image's camera, box-local poses relative to the pose boxes) or
+            ``'pose_para'`` (the original's 300W-LP labelling of JSON lists with a
+            ``pose_para`` key: rotation from those angles, translation from EPnP in the
+            full image's camera, boxes and box-local poses from the roll-aware box of
+            the landmarks). See
+            :func:`~img2pose_mm.datasets.face_annotations.label_faces`. A list whose
+            first line has ``pose_para`` converted with another labelling gets a
+            warning (the angles are then ignored).
         min_pose_iou: a pose whose box overlaps its annotated box less is implausible
             and the face gets no pose.
         keep_images_without_pose: keep images where no face has a pose (the original
@@ -269,6 +277,7 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
                                  f'{", ".join(changed)}; delete it or run without resume')
         done = set(writer.record_keys())
         total = sum(1 for _ in iter_json_list(json_path))
+        _warn_ignored_pose_para(json_path, labelling, log)
         bar = None
         if progress and total:
             from mmengine.utils import ProgressBar
@@ -333,6 +342,23 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
         os.replace(partial, final)
     log(format_summary(summary, json_path))
     return summary
+
+
+def _warn_ignored_pose_para(json_path: str, labelling: str,
+                            log: Callable[[str], None]) -> None:
+    """Warn when the first line carries 300W-LP angles that ``labelling`` ignores."""
+    if labelling == 'pose_para':
+        return
+    for line_no, text in iter_json_list(json_path):
+        try:
+            entry = json.loads(text)
+        except json.JSONDecodeError:
+            return
+        if isinstance(entry, dict) and entry.get('pose_para') is not None:
+            log(f'warning: {json_path} line {line_no} has "pose_para" (300W-LP angles), '
+                f"which labelling {labelling!r} ignores; label with labelling='pose_para' "
+                '(--labelling pose_para) to use them')
+        return
 
 
 def _save_statistics(summary: Dict[str, Any], out_dir: str, name: str, mean: np.ndarray,

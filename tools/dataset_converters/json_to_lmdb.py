@@ -11,7 +11,10 @@ Writes ``data/WIDER_train.lmdb`` (through ``WIDER_train.lmdb.partial``, renamed 
 complete) and, with ``--train``, ``WIDER_train_pose_mean.npy`` /
 ``WIDER_train_pose_stddev.npy`` (statistics of the box-local poses). Faces are labelled
 as the original img2pose labels them (``--labelling box``, docs/reference.md §6) unless
-``--labelling image``. Boxes are clipped to the image and truncated to integers; faces
+``--labelling image``; ``--labelling pose_para`` labels a 300W-LP list (made by
+``300wlp_to_json.py``) as the original's 300W-LP loader: rotations from its
+``pose_para`` angles, translations from EPnP in the full image's camera, boxes = the
+roll-aware box of the landmarks. Boxes are clipped to the image and truncated to integers; faces
 whose box is swapped, empty or outside the image are dropped; poses implausible for
 their box are discarded; images without a posed face are skipped (every case is
 reported with its line and reason). Bad lines are reported with their line number and
@@ -54,7 +57,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="'box' (default): the original img2pose labelling, EPnP in the "
                              "camera of each annotated box cast to integers (the statistics "
                              "the released weights expect); 'image': EPnP in the full image's "
-                             'camera, exact for landmarks projected by that camera')
+                             "camera, exact for landmarks projected by that camera; "
+                             "'pose_para': 300W-LP (a JSON list with pose_para angles, see "
+                             '300wlp_to_json.py): rotation from the angles, translation from '
+                             "EPnP in the full image's camera, box = the roll-aware box of the "
+                             'landmarks')
     parser.add_argument('--min-pose-iou', type=float, default=MIN_POSE_BOX_IOU,
                         help='a pose whose box overlaps its annotated box less is implausible '
                              '(the face gets no pose)')

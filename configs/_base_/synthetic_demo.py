@@ -2,7 +2,8 @@
 # training from scratch in minutes without pretrained weights (none can be fetched
 # offline). Derived from img2pose's recipe (the bases below) for a short schedule:
 # * smaller images (256 px);
-# * AdamW (fused) with a cosine schedule, bfloat16 autocast (BF16OptimWrapper), and only
+# * AdamW (fused) with a cosine schedule, bfloat16 autocast (BF16OptimWrapper: float32 on
+#   CPUs without native bfloat16, where it is emulated and 30x slower), and only
 #   horizontal flips: crops, noise and contrast slow a 7-epoch run down more than
 #   they help it (the full augmentation is in face_pose_lmdb.py).
 # The demo configs add the model: img2pose_r18_demo.py, retina_img2pose_r18_demo.py.

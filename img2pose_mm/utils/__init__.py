@@ -1,7 +1,7 @@
 from .checkpoint import register_checkpoint_safe_globals
 from .dist import setup_cpu_distributed, teardown_distributed
 from .fast_inference import compile_backbone, enable_bf16_inference
-from .precision import full_precision
+from .precision import full_precision, native_bf16
 
 __all__ = ['register_checkpoint_safe_globals', 'setup_cpu_distributed', 'teardown_distributed',
-           'compile_backbone', 'enable_bf16_inference', 'full_precision']
+           'compile_backbone', 'enable_bf16_inference', 'full_precision', 'native_bf16']

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Callable
 
 import torch
 from torch import nn
+
+from .precision import native_bf16
 
 
 def _to_float(out):
@@ -36,9 +39,15 @@ def enable_bf16_inference(model: nn.Module, dtype: torch.dtype = torch.bfloat16)
     of a one-stage one. Proposal decoding, RoIAlign, anchors, pose decoding and NMS stay
     in float32, so box coordinates and poses keep their precision (and mmcv's CPU NMS,
     which only takes float32, still works). Works on CPU and CUDA; modifies ``model`` in
-    place.
+    place. On a device without native bfloat16 (an AVX2-only CPU, see
+    :func:`native_bf16`) it still does so, with a warning: emulated bfloat16 is slower
+    than float32 there.
     """
     device_type = next(model.parameters()).device.type
+    if not native_bf16(device_type):
+        warnings.warn(f'bfloat16 inference on a {device_type} without native bfloat16 (on '
+                      'CPUs: AVX512-BF16 or AMX) is emulated and slower than float32',
+                      stacklevel=2)
     model.extract_feat = _autocast_float_outputs(model.extract_feat, device_type, dtype)
     roi_head = getattr(model, 'roi_head', None)
     heads = roi_head.bbox_head if roi_head is not None else model.bbox_head

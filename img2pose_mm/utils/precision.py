@@ -34,3 +34,20 @@ def full_precision(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
 
     return wrapped
+
+
+def native_bf16(device_type: str) -> bool:
+    """Whether ``device_type`` computes bfloat16 natively (not emulated in software).
+
+    CUDA: the device's own answer. CPU: oneDNN's check for AVX512-BF16 or AMX; without
+    them bfloat16 convolutions are emulated and run tens of times slower than float32
+    (measured: 30x for the demo's backbone on an AVX2-only EPYC).
+    """
+    if device_type == 'cuda':
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type == 'cpu':
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return True

@@ -1,7 +1,11 @@
 """Mixed precision: the network may run in bfloat16, the pose geometry never does."""
+import logging
+
+import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
 
+from img2pose_mm.engine.optimizers import bf16_optim_wrapper
 from img2pose_mm.task_modules import PoseBBoxCoder
 from img2pose_mm.utils import enable_bf16_inference
 
@@ -36,11 +40,13 @@ def test_bf16_train_step_and_inference():
                            coder + 'pose_mean': [0.0, 0.0, 0.0, 0.0, 0.0, 5.0],
                            coder + 'pose_stddev': [0.2, 0.4, 0.2, 0.3, 0.3, 1.0]})
     model.train()
-    wrapper = build_optim_wrapper(model, dict(type='BF16OptimWrapper',
+    # native_only=False: bfloat16 even where the CPU only emulates it
+    wrapper = build_optim_wrapper(model, dict(type='BF16OptimWrapper', native_only=False,
                                               optimizer=dict(type='SGD', lr=1e-3)))
     images = torch.randint(0, 256, (2, 3, 128, 160), dtype=torch.uint8)
     batch = make_batch(model, images, [make_sample(POSES), make_sample(POSES[:1])])
     with wrapper.optim_context(model):
+        assert torch.is_autocast_enabled('cpu')
         losses = model(**batch, mode='loss')
     total, log_vars = model.parse_losses(losses)
     assert torch.isfinite(total) and {'loss_dof', 'loss_points', 'loss_rpn_cls'} <= set(log_vars)
@@ -54,3 +60,21 @@ def test_bf16_train_step_and_inference():
     pred = out[0].pred_instances
     assert pred.poses.dtype == torch.float32 and pred.bboxes.dtype == torch.float32
     assert len(pred) > 0 and len(ref[0].pred_instances) > 0
+
+
+@pytest.mark.parametrize('native', [True, False])
+def test_bf16_wrapper_trains_in_float32_where_bf16_is_emulated(native, monkeypatch):
+    monkeypatch.setattr(bf16_optim_wrapper, 'native_bf16', lambda device: native)
+    logged = []
+    monkeypatch.setattr(bf16_optim_wrapper, 'print_log',
+                        lambda msg, **kwargs: logged.append((msg, kwargs.get('level'))))
+    layer = torch.nn.Linear(4, 2)
+    wrapper = build_optim_wrapper(layer, dict(type='BF16OptimWrapper',
+                                              optimizer=dict(type='SGD', lr=1e-3)))
+    for _ in range(2):
+        with wrapper.optim_context(layer):
+            out = layer(torch.ones(3, 4))
+    assert out.dtype == (torch.bfloat16 if native else torch.float32)
+    warned = [msg for msg, level in logged
+              if 'no native bfloat16' in msg and level == logging.WARNING]
+    assert len(warned) == (0 if native else 1)      # once, not every iteration

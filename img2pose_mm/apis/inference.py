@@ -36,6 +36,7 @@ from .model_config import (
     lower_score_thr,
     resolve_device,
 )
+from .onnx_backend import BACKENDS, load_onnx_detector
 
 Face = Dict[str, Any]
 CHANNEL_ORDERS = ('rgb', 'bgr')
@@ -63,6 +64,12 @@ class Img2Pose:
         channel_order: colour order of *arrays* passed in: ``'rgb'`` (default, as PIL
             and matplotlib) or ``'bgr'`` (``cv2.imread``). Paths and PIL images are
             always read correctly.
+        backend: ``'pytorch'`` (default) or ``'onnxruntime'``: run the graph
+            ``onnx_file`` exported by ``tools/deployment/export_onnx.py`` instead (no
+            checkpoint needed: the graph holds the weights, the face model and, unless
+            ``config`` is given, the config of its test pipeline; its test settings are
+            fixed at export). Same outputs, same alignment.
+        onnx_file: the exported graph for ``backend='onnxruntime'``.
 
     The pose statistics and the face model come from the checkpoint (they are the pose
     head's state); files the config names for them that do not exist are ignored when a
@@ -85,9 +92,10 @@ class Img2Pose:
                  max_size: Optional[int] = None,
                  cfg_options: Optional[dict] = None,
                  batch_size: Optional[int] = None,
-                 channel_order: str = 'rgb') -> None:
+                 channel_order: str = 'rgb',
+                 backend: str = 'pytorch',
+                 onnx_file: Union[str, os.PathLike, None] = None) -> None:
         from mmcv.transforms import Compose
-        from mmdet.apis import init_detector
         from mmdet.registry import TRANSFORMS
 
         if checkpoint is not None:
@@ -102,12 +110,35 @@ class Img2Pose:
         self.batch_size = None if batch_size is None else int(batch_size)
         self.channel_order = channel_order
         self.device = resolve_device(device)
+        if backend not in BACKENDS:
+            raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
+        self.backend = backend
+        if backend == 'onnxruntime':
+            if checkpoint is not None:
+                raise ValueError("backend='onnxruntime' takes no checkpoint: the graph "
+                                 f'{onnx_file} holds the weights (got checkpoint={checkpoint})')
+            self.model, cfg = load_onnx_detector(onnx_file, config, cfg_options, device,
+                                                 self.score_threshold)
+        else:
+            cfg = self._build_model(config, checkpoint, cfg_options)
+        self.cfg = cfg
+        self.pipeline_cfg = build_inference_pipeline(cfg, min_size, max_size)
+        self.pipeline = Compose([TRANSFORMS.build(step) for step in self.pipeline_cfg])
+        self.face_model = self._face_model()
+        self.reference_points = self.face_model.points_5.numpy().astype(np.float64)
+
+    # ------------------------------------------------------------------ helpers
+    def _build_model(self, config, checkpoint: Optional[str], cfg_options: Optional[dict]
+                     ) -> Config:
+        """The PyTorch detector (``self.model``); returns its config."""
+        from mmdet.apis import init_detector
+
         cfg = load_config(config, checkpoint, cfg_options)
         lower_score_thr(cfg, self.score_threshold)
         if checkpoint is None:
             warnings.warn('Img2Pose without a checkpoint: the weights are random and its '
                           'detections meaningless (pass checkpoint=<trained or converted .pth>)',
-                          stacklevel=2)
+                          stacklevel=3)
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
@@ -128,15 +159,12 @@ class Img2Pose:
         if meta.get('palette') in (None, 'random'):
             meta['palette'] = FACE_METAINFO['palette']
         self.model.dataset_meta = meta
-        self.cfg = self.model.cfg
-        self.pipeline_cfg = build_inference_pipeline(cfg, min_size, max_size)
-        self.pipeline = Compose([TRANSFORMS.build(step) for step in self.pipeline_cfg])
-        self.face_model = self._face_model()
-        self.reference_points = self.face_model.points_5.numpy().astype(np.float64)
+        return self.model.cfg
 
-    # ------------------------------------------------------------------ helpers
     def _face_model(self) -> FaceModel:
         """The face model the detector decodes with (its last pose head's)."""
+        if isinstance(getattr(self.model, 'face_model', None), FaceModel):
+            return self.model.face_model       # an exported graph's
         head = getattr(getattr(self.model, 'roi_head', None), 'bbox_head', None)
         heads = list(head) if isinstance(head, (list, tuple, torch.nn.ModuleList)) else [head]
         heads.append(getattr(self.model, 'bbox_head', None))     # one-stage detectors
@@ -267,8 +295,9 @@ class Img2Pose:
         return results
 
     def __repr__(self) -> str:
+        backend = '' if self.backend == 'pytorch' else f', backend={self.backend!r}'
         return (f'{self.__class__.__name__}(device={self.device!r}, score_threshold='
-                f'{self.score_threshold}, max_faces={self.max_faces})')
+                f'{self.score_threshold}, max_faces={self.max_faces}{backend})')
 
 
 @contextlib.contextmanager

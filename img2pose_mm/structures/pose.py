@@ -168,13 +168,6 @@ def markley_quaternion(matrices: Tensor) -> Tensor:
     return quat / torch.linalg.vector_norm(quat, dim=-1, keepdim=True)
 
 
-def _cross(a: Tensor, b: Tensor) -> Tensor:
-    """Cross products of 3-vectors ``(..., 3)`` written out (no ``linalg`` kernel)."""
-    a0, a1, a2 = a.unbind(-1)
-    b0, b1, b2 = b.unbind(-1)
-    return torch.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], -1)
-
-
 def polar_rotation(matrices: Tensor, iterations: int = 8) -> Tensor:
     """The rotation nearest to 3x3 matrices of positive determinant, without SVD.
 
@@ -191,13 +184,16 @@ def polar_rotation(matrices: Tensor, iterations: int = 8) -> Tensor:
         matrices: ``(..., 3, 3)`` with positive determinants.
         iterations: Newton steps (a fixed count: the graph has no loop).
     """
+    # cofactor (i, j) = cross product of rows i+1 and i+2, component j: the rows and
+    # components are gathered in cyclic order (few ops: a short graph, a fast export)
+    nxt, prv = [1, 2, 0], [2, 0, 1]
     x = matrices
     for _ in range(iterations):
-        r0, r1, r2 = x.unbind(-2)
-        cofactors = torch.stack([_cross(r1, r2), _cross(r2, r0), _cross(r0, r1)], -2)
-        det = (r0 * cofactors[..., 0, :]).sum(-1)
+        a, b = x[..., nxt, :], x[..., prv, :]
+        cofactors = a[..., nxt] * b[..., prv] - a[..., prv] * b[..., nxt]
+        det = (x[..., 0, :] * cofactors[..., 0, :]).sum(-1)[..., None, None]
         scale = det.abs().pow(-1.0 / 3.0)
-        x = 0.5 * (scale[..., None, None] * x + cofactors / (scale * det)[..., None, None])
+        x = 0.5 * (scale * x + cofactors / (scale * det))
     return x
 
 

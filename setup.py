@@ -47,7 +47,6 @@ setup(
     # torch and mmcv are installed by tools/install (mmcv is built from source against torch)
     install_requires=read_requirements('runtime.txt'),
     extras_require={
-        'alignment': read_requirements('alignment.txt'),
         'tests': read_requirements('tests.txt'),
     },
     ext_modules=sim3dr_extensions(),

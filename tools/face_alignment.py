@@ -12,6 +12,11 @@ summary ends the run.
 Face order: ``confidence`` (most confident first) or ``position`` (box centre
 nearest the image centre first, which with ``--max-faces 1`` keeps the central face).
 
+``--draw-landmarks`` draws the 68 projected landmarks of each face on its crop;
+``--json`` writes ``<crop>.json`` next to each crop: the face (box, confidence, pose,
+Euler angles, keypoints and 68 landmarks in the pixels of the input image), the 2 x 3
+image -> crop matrix and the keypoints and landmarks in crop pixels.
+
 Example::
 
     python tools/face_alignment.py data/lfw aligned/ --checkpoint img2pose_r18.pth \\
@@ -61,6 +66,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--max-size', type=int, default=1400, help='test resize: long side cap')
     parser.add_argument('--ext', default=None,
                         help='output image extension (default: the input\'s, png if unknown)')
+    parser.add_argument('--draw-landmarks', action='store_true',
+                        help='draw the 68 projected landmarks on each crop')
+    parser.add_argument('--json', action='store_true',
+                        help='write <crop>.json: the face, its landmarks and the alignment')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
@@ -157,17 +166,48 @@ def write_image_atomic(path: Path, image_rgb: np.ndarray) -> None:
             tmp.unlink()
 
 
+def crop_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Image pixels ``(M, 2)`` mapped into a crop by its ``(2, 3)`` alignment matrix."""
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def face_record(face: dict, matrix: np.ndarray, source: Path) -> dict:
+    """The ``--json`` content of one crop."""
+    keypoints = np.array(list(face['keypoints'].values()), dtype=np.float64)
+    record = {'source': str(source), 'face': face, 'alignment_matrix': matrix.tolist(),
+              'keypoints_crop': crop_points(keypoints, matrix).tolist()}
+    if face.get('landmarks') is not None:
+        record['landmarks_crop'] = crop_points(np.array(face['landmarks']), matrix).tolist()
+    return record
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text through a temporary file + ``os.replace``."""
+    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def run(args: argparse.Namespace) -> Dict[str, object]:
     """Align every input; returns the summary (also printed)."""
-    from img2pose_mm.apis import Img2Pose, load_image, require_cv2
+    import json
+
+    from img2pose_mm.apis import Img2Pose, align_faces, load_image, require_cv2
+    from img2pose_mm.visualization import draw_landmarks
     require_cv2()
     files, root = collect_inputs(args.images)
     out_dir = Path(args.out_dir)
+    with_landmarks = args.draw_landmarks or args.json
     detector = Img2Pose(config=args.config, checkpoint=args.checkpoint, device=args.device,
                         score_threshold=args.det_threshold, max_faces=-1,
                         min_size=args.min_size or None,
                         max_size=args.max_size if args.min_size else None,
-                        cfg_options=args.cfg_options)
+                        cfg_options=args.cfg_options,
+                        landmarks=68 if with_landmarks else None)
     summary: Dict[str, object] = dict(images=len(files), processed=0, faces=0, no_face=0,
                                       failures=0, failed=[])
     bar = None
@@ -179,12 +219,18 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
             image = load_image(path)
             faces = order_faces(detector.detect_faces(image), image.shape[:2], args.order,
                                 args.max_faces)
-            crops = detector.align_faces(image, faces, args.face_size, return_array=True,
-                                         template=args.template)
+            crops, alignment = align_faces(image, faces, args.face_size,
+                                           template=args.template, return_alignment=True)
             targets = output_paths(path, root, out_dir, len(crops), args.max_faces == 1,
                                    args.ext)
-            for crop, target in zip(crops, targets):
+            for crop, target, face, matrix in zip(crops, targets, faces, alignment.matrices):
+                if args.draw_landmarks:
+                    crop = draw_landmarks(crop, crop_points(np.array(face['landmarks']), matrix),
+                                          color=(255, 80, 200))
                 write_image_atomic(target, crop)
+                if args.json:
+                    write_text_atomic(target.with_suffix('.json'),
+                                      json.dumps(face_record(face, matrix, path), indent=1))
             summary['processed'] += 1
             summary['faces'] += len(crops)
             summary['no_face'] += int(len(crops) == 0)

@@ -39,11 +39,18 @@ def parse_args():
     return parse_tool_args(parser)
 
 
+#: Hooks of the recipes that need a train loop: tools/test.py leaves them out.
+TRAINING_ONLY_HOOKS = ('EarlyStoppingHook',)
+
+
 def main():
     args = parse_args()
     setup_cache_size_limit_of_dynamo()
     cfg = load_tool_config(args)
     cfg.load_from = args.checkpoint
+    # hooks that only make sense while training (they look for a train loop)
+    cfg.custom_hooks = [h for h in cfg.get('custom_hooks', []) or []
+                        if str(h.get('type', '')).split('.')[-1] not in TRAINING_ONLY_HOOKS]
 
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)

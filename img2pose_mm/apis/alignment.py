@@ -26,7 +26,7 @@ pose is needed (keypoints from any detector work). Output sizes other than 112 s
 the templates (``size / 112``; a non-square ``(w, h)`` is scaled by the short side and
 centred).
 
-OpenCV (the ``[alignment]`` extra) is imported only when an image is warped.
+OpenCV is imported only when an image is warped.
 """
 from __future__ import annotations
 
@@ -57,12 +57,12 @@ TEMPLATE_YAWS = (60.0, 30.0, 0.0, -30.0, -60.0)
 
 SizeLike = Union[int, Sequence[int]]
 
-_CV2_HINT = ('face alignment needs OpenCV (cv2), which is not installed: '
-             'pip install img2pose_mm[alignment]')
+_CV2_HINT = ('face alignment needs OpenCV (cv2), a requirement of img2pose_mm that is not '
+             'installed: pip install opencv-python')
 
 
 def require_cv2():
-    """Import OpenCV, or raise an ImportError that names the ``[alignment]`` extra."""
+    """Import OpenCV, or raise an ImportError that says how to install it."""
     try:
         import cv2
     except ImportError as err:

@@ -19,15 +19,11 @@ import torch
 from mmengine.config import Config
 
 from img2pose_mm.datasets.metainfo import FACE_METAINFO
-from img2pose_mm.structures import FaceModel
+from img2pose_mm.structures import CameraLike, FaceModel
 
-from .alignment import (
-    SizeLike,
-    align_faces,
-    keypoints_from_faces,
-    keypoints_to_dict,
-    pose_keypoints,
-)
+from .alignment import SizeLike, align_faces, keypoints_from_faces
+from .face_outputs import FaceOutputs, faces_from_poses
+from .given_boxes import check_boxes, predict_for_boxes
 from .image_io import ImageSource, load_image
 from .model_config import (
     build_inference_pipeline,
@@ -64,6 +60,15 @@ class Img2Pose:
         channel_order: colour order of *arrays* passed in: ``'rgb'`` (default, as PIL
             and matplotlib) or ``'bgr'`` (``cv2.imread``). Paths and PIL images are
             always read correctly.
+        euler: convention of ``face['euler']`` (``'aflw'``: the yaw / pitch / roll of the
+            paper and of the AFLW2000-3D / BIWI protocols; or a Tait-Bryan order such as
+            ``'XYZ'``, see :mod:`img2pose_mm.structures.euler`); ``None`` drops the key.
+        landmarks: ``68`` adds ``face['landmarks']``, the 68 reference points projected
+            with the pose (iBUG order, pixels).
+        camera: the camera ``pose`` and ``euler`` are expressed in: ``None`` (img2pose's
+            camera of each image, below), a focal length in pixels (principal point at
+            ``(w // 2, h // 2)``) or a ``3 x 3`` intrinsic matrix. Boxes, keypoints and
+            landmarks are pixels and do not change (docs/conventions.md, "Your camera").
         backend: ``'pytorch'`` (default) or ``'onnxruntime'``: run the graph
             ``onnx_file`` exported by ``tools/deployment/export_onnx.py`` instead (no
             checkpoint needed: the graph holds the weights, the face model and, unless
@@ -71,15 +76,21 @@ class Img2Pose:
             fixed at export). Same outputs, same alignment.
         onnx_file: the exported graph for ``backend='onnxruntime'``.
 
+    :meth:`detect_faces` and :meth:`estimate_poses` take ``euler``, ``landmarks`` and
+    ``camera`` per call too (the constructor's values by default).
+
     The pose statistics and the face model come from the checkpoint (they are the pose
     head's state); files the config names for them that do not exist are ignored when a
     checkpoint is given.
 
     Each face is ``{'box': [x1, y1, x2, y2], 'confidence': float, 'pose': [rx, ry, rz,
-    tx, ty, tz], 'keypoints': {'left_eye': [x, y], 'right_eye', 'nose', 'mouth_left',
-    'mouth_right'}}`` in the pixels / camera of the input image (camera
-    ``K = [[w + h, 0, w // 2], [0, w + h, h // 2], [0, 0, 1]]``); keypoints are the 5
-    reference points projected with the pose. Faces are sorted by confidence.
+    tx, ty, tz], 'euler': {'yaw', 'pitch', 'roll'}, 'keypoints': {'left_eye': [x, y],
+    'right_eye', 'nose', 'mouth_left', 'mouth_right'}}`` (plus ``'landmarks'``: 68
+    ``[x, y]`` with ``landmarks=68``) in the pixels of the input image; ``pose`` is a
+    rotation vector (radians) and a translation in reference-face units, in the camera
+    ``K = [[w + h, 0, w // 2], [0, w + h, h // 2], [0, 0, 1]]`` of the image unless
+    ``camera`` says otherwise; ``euler`` holds degrees. Keypoints are the 5 reference
+    points projected with the pose. Faces are sorted by confidence.
     """
 
     def __init__(self,
@@ -93,6 +104,9 @@ class Img2Pose:
                  cfg_options: Optional[dict] = None,
                  batch_size: Optional[int] = None,
                  channel_order: str = 'rgb',
+                 euler: Optional[str] = 'aflw',
+                 landmarks: Optional[int] = None,
+                 camera: CameraLike = None,
                  backend: str = 'pytorch',
                  onnx_file: Union[str, os.PathLike, None] = None) -> None:
         from mmcv.transforms import Compose
@@ -109,6 +123,7 @@ class Img2Pose:
         self.max_faces = int(max_faces)
         self.batch_size = None if batch_size is None else int(batch_size)
         self.channel_order = channel_order
+        self.outputs = FaceOutputs(euler=euler, landmarks=landmarks, camera=camera)
         self.device = resolve_device(device)
         if backend not in BACKENDS:
             raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
@@ -125,7 +140,8 @@ class Img2Pose:
         self.pipeline_cfg = build_inference_pipeline(cfg, min_size, max_size)
         self.pipeline = Compose([TRANSFORMS.build(step) for step in self.pipeline_cfg])
         self.face_model = self._face_model()
-        self.reference_points = self.face_model.points_5.numpy().astype(np.float64)
+        self.reference_points = self.face_model.points_5.detach().cpu().numpy().astype(
+            np.float64)
 
     # ------------------------------------------------------------------ helpers
     def _build_model(self, config, checkpoint: Optional[str], cfg_options: Optional[dict]
@@ -210,7 +226,8 @@ class Img2Pose:
             samples += [out.cpu() for out in outputs]
         return samples
 
-    def _to_faces(self, sample, img_shape: Tuple[int, int]) -> List[Face]:
+    def _to_faces(self, sample, img_shape: Tuple[int, int],
+                  outputs: Optional[FaceOutputs] = None) -> List[Face]:
         pred = sample.pred_instances
         if 'poses' not in pred:
             raise RuntimeError('the model predicts no poses (pred_instances.poses): Img2Pose '
@@ -221,32 +238,84 @@ class Img2Pose:
         if self.max_faces > 0:
             order = order[:self.max_faces]
         idx = torch.nonzero(keep).flatten()[order]
-        boxes = pred.bboxes[idx].double().numpy()
-        poses = pred.poses[idx].double().numpy()
-        scores = scores[idx].numpy()
-        keypoints = pose_keypoints(poses, img_shape, self.reference_points)
-        return [{'box': [float(v) for v in box],
-                 'confidence': float(score),
-                 'pose': [float(v) for v in pose],
-                 'keypoints': keypoints_to_dict(kps)}
-                for box, score, pose, kps in zip(boxes, scores, poses, keypoints)]
+        return faces_from_poses(pred.poses[idx], scores[idx], img_shape, self.face_model,
+                                outputs or self.outputs, boxes=pred.bboxes[idx])
 
     # ------------------------------------------------------------------ public API
-    def detect_faces(self, images: Union[ImageSource, Sequence[ImageSource]]
-                     ) -> Union[List[Face], List[List[Face]]]:
+    def detect_faces(self, images: Union[ImageSource, Sequence[ImageSource]],
+                     euler: Optional[str] = ..., landmarks: Optional[int] = ...,
+                     camera: CameraLike = ...) -> Union[List[Face], List[List[Face]]]:
         """Faces of one image (a list of face dicts) or of a list of images run as one
         batch (a list of such lists; ``[]`` for an empty list).
 
         Args:
             images: a path, a PIL image, an RGB array, or a list/tuple of them.
+            euler, landmarks, camera: this call's face contents (see the class
+                docstring; default: the detector's). A focal-length camera puts the
+                principal point at the centre of each image.
         """
         items, is_batch = self._as_batch(images)
-        faces = self._detect(self._load(items, is_batch))
+        outputs = self.outputs.replace(euler=euler, landmarks=landmarks, camera=camera)
+        faces = self._detect(self._load(items, is_batch), outputs)
         return faces if is_batch else faces[0]
 
-    def _detect(self, arrays: List[np.ndarray]) -> List[List[Face]]:
+    def _detect(self, arrays: List[np.ndarray],
+                outputs: Optional[FaceOutputs] = None) -> List[List[Face]]:
         """Faces of RGB uint8 arrays."""
-        return [self._to_faces(s, a.shape[:2]) for s, a in zip(self.predict(arrays), arrays)]
+        return [self._to_faces(s, a.shape[:2], outputs)
+                for s, a in zip(self.predict(arrays), arrays)]
+
+    def estimate_poses(self, image: ImageSource, boxes, euler: Optional[str] = ...,
+                       landmarks: Optional[int] = ..., camera: CameraLike = ...) -> List[Face]:
+        """Poses of the faces in ``boxes`` (found by another detector, a tracker, a user).
+
+        The boxes replace the RPN's proposals of img2pose's RoI head: exactly one face per
+        box, in the order of ``boxes``, whatever its confidence (no threshold, no NMS
+        between boxes, ``max_faces`` ignored). A box partly outside the image is clipped
+        to it first, as RPN proposals are.
+
+        Args:
+            image: a path, a PIL image or an RGB array.
+            boxes: ``(N, 4)`` ``[x1, y1, x2, y2]`` pixels of ``image`` (``(N, 5)``: the
+                fifth column, a detector's score, is ignored); ``[]`` gives ``[]``.
+            euler, landmarks, camera: as in :meth:`detect_faces`.
+
+        Returns:
+            one face dict per box: ``confidence`` is img2pose's face score of the box,
+            ``box`` the box projected from the estimated pose (as in detection, not the
+            given box), ``pose``, ``euler``, ``keypoints`` (and ``landmarks``) as in
+            :meth:`detect_faces`.
+
+        Raises:
+            ValueError: malformed boxes: a wrong shape, non-finite numbers, a degenerate
+                box (``x2 <= x1`` or ``y2 <= y1``) or one entirely outside the image (the
+                message names the box indices).
+            NotImplementedError: ``backend='onnxruntime'`` (the exported graph makes its
+                own proposals; given boxes need the PyTorch detector).
+        """
+        if self.backend != 'pytorch':
+            raise NotImplementedError(
+                f'estimate_poses (given boxes) needs the PyTorch detector: the graph '
+                f'{self.model.onnx_file} makes its own proposals (use backend=\'pytorch\' '
+                'with the checkpoint it was exported from)')
+        array = self._load_one(image)
+        checked = check_boxes(boxes, array.shape[:2])
+        outputs = self.outputs.replace(euler=euler, landmarks=landmarks, camera=camera)
+        if len(checked) == 0:
+            return []
+        pred = predict_for_boxes(self.model, self.pipeline,
+                                 np.ascontiguousarray(array[..., ::-1]), checked)
+        return faces_from_poses(pred.poses, pred.scores, array.shape[:2], self.face_model,
+                                outputs, boxes=pred.bboxes)
+
+    def faces_from_poses(self, poses, scores, img_shape: Sequence[int], boxes=None,
+                         euler: Optional[str] = ..., landmarks: Optional[int] = ...,
+                         camera: CameraLike = ...) -> List[Face]:
+        """Face dicts of global poses ``(N, 6)`` in img2pose's camera of an image ``(h, w)``
+        (e.g. poses smoothed over video frames): what :meth:`detect_faces` reports for
+        them. ``boxes`` default to the boxes projected from the poses."""
+        outputs = self.outputs.replace(euler=euler, landmarks=landmarks, camera=camera)
+        return faces_from_poses(poses, scores, img_shape, self.face_model, outputs, boxes)
 
     __call__ = detect_faces
 
@@ -297,7 +366,9 @@ class Img2Pose:
     def __repr__(self) -> str:
         backend = '' if self.backend == 'pytorch' else f', backend={self.backend!r}'
         return (f'{self.__class__.__name__}(device={self.device!r}, score_threshold='
-                f'{self.score_threshold}, max_faces={self.max_faces}{backend})')
+                f'{self.score_threshold}, max_faces={self.max_faces}, euler='
+                f'{self.outputs.euler!r}, landmarks={self.outputs.landmarks}, camera='
+                f'{"image" if self.outputs.camera is None else "user"}{backend})')
 
 
 @contextlib.contextmanager

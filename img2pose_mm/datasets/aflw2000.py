@@ -11,11 +11,12 @@ translation/scale belong to 3DDFA's weak-perspective model and are not used).
 
 Ground truth per image (docs/reference.md §7, img2pose's AFLW2000-3D evaluation):
 
-* rotation = ``euler_to_rotvec`` of ``Pose_Para[:3]`` in degrees, so ground truth and
-  predictions go through the one Euler convention of :mod:`img2pose_mm.structures`;
-* translation = EPnP of the reference face's 68 points against the x, y of
-  ``pt3d_68`` with the image camera (how img2pose labels faces; the original reports
-  its translation error against this pose); NaN when EPnP fails;
+* angles (``gt_euler``) = the raw ``Pose_Para[:3]`` in degrees (pitch, yaw, roll), which
+  the original compares with the predictions' AFLW Euler angles without wrap-around; the
+  rotation of ``poses`` is their ``euler_to_rotvec(..., 'aflw')``;
+* translation = EPnP of the face model's 68 points against the x, y of ``pt3d_68`` with
+  the image camera (how img2pose labels faces; the original reports its translation
+  error against this pose); NaN when EPnP fails;
 * box = the landmark extent expanded by img2pose's box rule
   (:func:`~img2pose_mm.structures.points_to_bbox`: width and height x1.1 about the
   centre, then +0.3 of the extent towards the top of the head, located by the roll of
@@ -38,7 +39,14 @@ from mmdet.datasets import BaseDetDataset
 from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 
-from img2pose_mm.structures import FaceModel, FaceModelLike, FacePoses, euler_to_rotvec
+from img2pose_mm.structures import (
+    FaceModel,
+    FaceModelLike,
+    FacePoses,
+    euler_to_rotvec,
+    image_intrinsics,
+    solve_pnp,
+)
 
 from .metainfo import FACE_METAINFO
 
@@ -142,9 +150,12 @@ class AFLW2000Dataset(BaseDetDataset):
                 raise ValueError(f'cannot read image {img_path}')
             height, width = img.shape[:2]
             landmarks = ann['landmarks']
-            pnp, solved = self.face_model.pose_from_landmarks(landmarks[None], (height, width))
+            # EPnP of the 68 points in single precision, as the original notebook
+            pnp, solved = solve_pnp(landmarks[None], self.face_model.points_68.cpu().numpy(),
+                                    image_intrinsics((height, width)).numpy(),
+                                    single_precision=True)
             pnp = pnp[0]
-            rotvec = euler_to_rotvec(torch.from_numpy(angles))
+            rotvec = euler_to_rotvec(torch.from_numpy(angles), 'aflw')
             roll = pnp[2] if bool(solved[0]) else rotvec[2]
             bbox = self.face_model.points_to_bbox(torch.from_numpy(landmarks)[None], roll[None],
                                                   (height, width))[0]

@@ -10,12 +10,12 @@ optional blank line, then one row with the head-centre translation (millimetres,
 Kinect camera frame).
 
 Ground truth (docs/reference.md §7): the rotation is the 3x3 matrix **as written** (rows = file
-lines) turned into a rotation vector; its :func:`~img2pose_mm.structures.pose_to_euler`
-angles equal the ones the HopeNet/FSA-Net/img2pose BIWI evaluations derive from the
-transposed matrix. The millimetre translation lives in another camera and unit than
-img2pose's poses, so the ``pose`` translation is NaN (kept raw as
-``translation_mm``). BIWI has no face boxes: instances carry no ``bbox`` (use the
-centre selection of ``HeadPoseMetric``).
+lines) turned into a rotation vector; its ``'aflw'``
+:func:`~img2pose_mm.structures.rotvec_to_euler` angles equal the ones the
+HopeNet/FSA-Net/img2pose BIWI evaluations derive from the transposed matrix. The
+millimetre translation lives in another camera and unit than img2pose's poses, so the
+``pose`` translation is NaN (kept raw as ``translation_mm``). BIWI has no face boxes:
+instances carry no ``bbox`` (use the centre selection of ``HeadPoseMetric``).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ import torch
 from mmdet.datasets import BaseDetDataset
 from mmdet.registry import DATASETS
 
-from img2pose_mm.structures import FacePoses, matrix_to_rotvec, pose_to_euler
+from img2pose_mm.structures import FacePoses, matrix_to_rotvec, rotvec_to_euler
 
 from .face_annotations import image_shape_from_header
 from .metainfo import FACE_METAINFO
@@ -135,7 +135,8 @@ class BIWIDataset(BaseDetDataset):
                 frame=frame, instances=[dict(bbox=[np.nan] * 4, bbox_label=0, ignore_flag=0)],
                 poses=FacePoses(np.zeros((1, 6)), np.zeros(1, dtype=bool),
                                 image_shape_from_header(img_path)),
-                gt_euler=pose_to_euler(rotvec[None]).numpy(), rotation_matrices=rot[None],
+                gt_euler=rotvec_to_euler(rotvec[None], 'aflw').numpy(),
+                rotation_matrices=rot[None],
                 translations_mm=trans[None]))
         return data_list
 

@@ -60,8 +60,9 @@ from mmengine.logging import print_log
 from img2pose_mm.structures import FaceModel, FaceModelLike, FacePoses
 
 from .face_annotations import (
+    MIN_POSE_BOX_IOU,
     AnnotationError,
-    annotate_faces,
+    annotate_image,
     image_shape_from_header,
     iter_json_list,
     make_data_info,
@@ -186,10 +187,17 @@ class FacePoseJSONDataset(BaseFacePoseDataset):
 
     Args:
         face_model: the face model that labels the faces (default: the packaged face).
+        labelling, min_pose_iou, keep_images_without_pose: as the LMDB converter
+            (:func:`~img2pose_mm.datasets.lmdb_converter.convert`).
     """
 
-    def __init__(self, *args, face_model: FaceModelLike = None, **kwargs) -> None:
+    def __init__(self, *args, face_model: FaceModelLike = None, labelling: str = 'box',
+                 min_pose_iou: float = MIN_POSE_BOX_IOU,
+                 keep_images_without_pose: bool = False, **kwargs) -> None:
         self.face_model = FaceModel.build(face_model)
+        self.labelling = labelling
+        self.min_pose_iou = min_pose_iou
+        self.keep_images_without_pose = keep_images_without_pose
         kwargs.setdefault('data_prefix', dict(img=''))
         super().__init__(*args, **kwargs)
 
@@ -206,14 +214,17 @@ class FacePoseJSONDataset(BaseFacePoseDataset):
                 ann = parse_json_line(text)
                 path = resolve_image_path(ann['image_path'], image_root, json_path)
                 height, width = image_shape_from_header(path)
-                faces = annotate_faces(ann['landmarks'], (height, width), self.face_model)
+                faces = annotate_image(ann, (height, width), self.face_model, self.labelling,
+                                       self.min_pose_iou)
+                if not self.keep_images_without_pose and not faces['poses'].valid.any():
+                    raise AnnotationError('no face with a pose')
             except (AnnotationError, OSError, ValueError) as err:
                 print_log(f'{json_path} line {line_no}: skipped: {err}', logger='current',
                           level=logging.WARNING)
                 continue
             data_list.append(make_data_info(
                 img_id=str(line_no), img_path=path, height=height, width=width,
-                bboxes=ann['bboxes'], poses=faces['poses'], landmarks=ann['landmarks'],
+                bboxes=faces['bboxes'], poses=faces['poses'], landmarks=faces['landmarks'],
                 source_line=line_no))
         return data_list
 

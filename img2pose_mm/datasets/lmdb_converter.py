@@ -29,9 +29,12 @@ import torch
 from img2pose_mm.structures import FaceModel, FaceModelLike, FacePoses
 
 from .face_annotations import (
+    BOX_PROBLEMS,
+    LABELLING_MODES,
+    MIN_POSE_BOX_IOU,
     POSE_STATUS,
     AnnotationError,
-    annotate_faces,
+    annotate_image,
     decode_image,
     iter_json_list,
     parse_json_line,
@@ -71,12 +74,14 @@ def record_key(line_no: int) -> str:
 
 
 def build_record(line_no: int, text: str, json_path: str, image_root: Optional[str],
-                 face_model: FaceModelLike = None, keep_reference_poses: bool = True) -> bytes:
-    """The LMDB record of one JSON-list line.
+                 face_model: FaceModelLike = None, keep_reference_poses: bool = True,
+                 labelling: str = 'box', min_pose_iou: float = MIN_POSE_BOX_IOU,
+                 keep_images_without_pose: bool = False) -> bytes:
+    """The LMDB record of one JSON-list line (see :func:`convert` for the options).
 
     Raises:
-        AnnotationError: the line or its image cannot be used (message without the
-            line number, which the caller adds).
+        AnnotationError: the line or its image cannot be used, or (by default) no face of
+            it has a pose (message without the line number, which the caller adds).
     """
     ann = parse_json_line(text)
     path = resolve_image_path(ann['image_path'], image_root, json_path)
@@ -87,17 +92,26 @@ def build_record(line_no: int, text: str, json_path: str, image_root: Optional[s
         raise AnnotationError(f'{path}: {err}') from None
     height, width = img.shape[:2]
     try:
-        faces = annotate_faces(ann['landmarks'], (height, width), face_model)
+        faces = annotate_image(ann, (height, width), face_model, labelling, min_pose_iou)
     except (cv2.error, ValueError) as err:
         raise AnnotationError(f'pose estimation failed: {err}') from None
     poses: FacePoses = faces['poses']
-    arrays = dict(bboxes=ann['bboxes'], poses=poses.numpy(),
-                  local_poses=faces['local_poses'].numpy(), landmarks=ann['landmarks'],
-                  pose_valid=poses.valid.numpy(), pose_status=faces['pose_status'])
-    if ann['scores'] is not None:
-        arrays['scores'] = ann['scores']
-    if keep_reference_poses and ann['poses_reference'] is not None:
-        arrays['gt_poses_reference'] = ann['poses_reference']
+    if not keep_images_without_pose and not poses.valid.any():
+        reasons = [POSE_STATUS[c] for c in faces['pose_status']] + [
+            BOX_PROBLEMS[c] for c in faces['dropped_reasons']]
+        raise AnnotationError('no face with a pose' + (f' ({", ".join(sorted(set(reasons)))})'
+                                                       if reasons else ' (no face)'))
+    arrays = dict(bboxes=faces['bboxes'], poses=poses.numpy(),
+                  local_poses=faces['local_poses'].numpy(), landmarks=faces['landmarks'],
+                  pose_valid=poses.valid.numpy(), pose_status=faces['pose_status'],
+                  faces=faces['faces'].astype(np.int64), dropped=faces['dropped'].astype(np.int64),
+                  dropped_reasons=faces['dropped_reasons'])
+    if faces['scores'] is not None:
+        arrays['scores'] = faces['scores']
+    if keep_reference_poses and faces['poses_reference'] is not None:
+        arrays['gt_poses_reference'] = faces['poses_reference']
+    if faces['pose_para'] is not None:
+        arrays['pose_para'] = faces['pose_para']
     header = dict(image_path=path, source_image_path=ann['image_path'], height=int(height),
                   width=int(width), line=int(line_no))
     return encode_record(header, arrays, img_bytes)
@@ -151,6 +165,7 @@ def _collect(env, keys: Sequence[str]) -> Dict[str, Any]:
     status = np.zeros(len(POSE_STATUS), dtype=np.int64)
     local: List[np.ndarray] = []
     missing: List[Tuple[int, int]] = []
+    dropped: List[Tuple[int, int, str]] = []
     with env.begin(buffers=True) as txn:
         for key in keys:
             header, arrays, _ = decode_record(txn.get(key.encode()), key, with_image=False)
@@ -163,17 +178,21 @@ def _collect(env, keys: Sequence[str]) -> Dict[str, Any]:
                                                (header['height'], header['width']), valid,
                                                torch.float64)
             local.append(local_poses.tensor[local_poses.valid].numpy())
-            missing.extend((int(header['line']), int(i)) for i in np.flatnonzero(~valid))
+            index = arrays.get('faces', np.arange(len(valid)))      # index in the JSON line
+            missing.extend((int(header['line']), int(index[i])) for i in np.flatnonzero(~valid))
+            dropped.extend((int(header['line']), int(i), BOX_PROBLEMS[int(r)]) for i, r in
+                           zip(arrays.get('dropped', ()), arrays.get('dropped_reasons', ())))
     return dict(faces=faces, faces_without_pose=no_pose,
                 without_pose_reasons={POSE_STATUS[i]: int(n) for i, n in enumerate(status)
                                       if i > 0 and n},
-                faces_without_pose_records=missing,
+                faces_without_pose_records=missing, dropped_faces=dropped,
                 local_poses=np.concatenate(local) if local else np.zeros((0, 6)))
 
 
 def convert(json_path: str, out_dir: str, name: str, train: bool = False,
             resume: bool = False, image_root: Optional[str] = None, *,
-            face_model: FaceModelLike = None,
+            face_model: FaceModelLike = None, labelling: str = 'box',
+            min_pose_iou: float = MIN_POSE_BOX_IOU, keep_images_without_pose: bool = False,
             commit_every: int = 100, progress: bool = True, keep_reference_poses: bool = True,
             log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
     """Convert a JSON list into ``<out_dir>/<name>.lmdb`` (and pose statistics).
@@ -191,6 +210,21 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
         face_model: the face model that labels the faces (default: the packaged face);
             e.g. ``dict(reference_points=..., reference_points_5=...)`` with the original
             img2pose ``pose_references`` files.
+        labelling: ``'box'`` (default, the original's: EPnP in the camera of the
+            annotated box cast to integers; the stored box-local poses, and so the pose
+            statistics, are relative to those boxes), ``'image'`` (EPnP in the full
+            image's camera, box-local poses relative to the pose boxes) or
+            ``'pose_para'`` (the original's 300W-LP labelling of JSON lists with a
+            ``pose_para`` key: rotation from those angles, translation from EPnP in the
+            full image's camera, boxes and box-local poses from the roll-aware box of
+            the landmarks). See
+            :func:`~img2pose_mm.datasets.face_annotations.label_faces`. A list whose
+            first line has ``pose_para`` converted with another labelling gets a
+            warning (the angles are then ignored).
+        min_pose_iou: a pose whose box overlaps its annotated box less is implausible
+            and the face gets no pose.
+        keep_images_without_pose: keep images where no face has a pose (the original
+            skips them; they are reported as skipped).
         commit_every: records per LMDB transaction.
         progress: show a progress bar.
         keep_reference_poses: store a ``poses`` key of the JSON as ``gt_poses_reference``.
@@ -199,8 +233,11 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
     Returns:
         A summary dict: ``lmdb``, ``images``, ``reused``, ``faces``,
         ``faces_without_pose``, ``without_pose_reasons``, ``faces_without_pose_records``
-        (``(line, face index)`` pairs), ``skipped`` (``(line, reason)`` pairs of this run),
-        ``pose_mean`` / ``pose_stddev`` (paths or ``None``).
+        (``(line, face index)`` pairs), ``dropped_faces`` (``(line, face index, reason)``
+        of faces whose box is unusable, see
+        :func:`~img2pose_mm.datasets.face_annotations.check_boxes`), ``skipped``
+        (``(line, reason)`` pairs of this run), ``pose_mean`` / ``pose_stddev`` (paths or
+        ``None``).
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     json_path = osp.abspath(json_path)
@@ -210,9 +247,13 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
     os.makedirs(out_dir, exist_ok=True)
     final = osp.join(out_dir, f'{name}.lmdb')
     partial = final + '.partial'
+    if labelling not in LABELLING_MODES:
+        raise ValueError(f'labelling must be one of {LABELLING_MODES}, got {labelling!r}')
     face_model = FaceModel.build(face_model)
     source = dict(json=json_path, json_sha1=_sha1_file(json_path), image_root=image_root,
-                  face_model=repr(face_model), keep_reference_poses=bool(keep_reference_poses))
+                  face_model=repr(face_model), keep_reference_poses=bool(keep_reference_poses),
+                  labelling=labelling, min_pose_iou=float(min_pose_iou),
+                  keep_images_without_pose=bool(keep_images_without_pose))
     if resume and osp.exists(final) and not osp.exists(partial):
         return _already_done(final, source, out_dir, name, train, json_path, log)
     if osp.exists(partial) and not resume:
@@ -236,6 +277,7 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
                                  f'{", ".join(changed)}; delete it or run without resume')
         done = set(writer.record_keys())
         total = sum(1 for _ in iter_json_list(json_path))
+        _warn_ignored_pose_para(json_path, labelling, log)
         bar = None
         if progress and total:
             from mmengine.utils import ProgressBar
@@ -249,7 +291,8 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
             else:
                 try:
                     record = build_record(line_no, text, json_path, image_root, face_model,
-                                          keep_reference_poses)
+                                          keep_reference_poses, labelling, min_pose_iou,
+                                          keep_images_without_pose)
                 except (AnnotationError, RecordError, OSError) as err:
                     skipped.append((line_no, str(err)))
                     log(f'\n{json_path} line {line_no}: skipped: {err}')
@@ -269,7 +312,8 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
             faces_without_pose=stats['faces_without_pose'],
             without_pose_reasons=stats['without_pose_reasons'],
             faces_without_pose_records=stats['faces_without_pose_records'],
-            skipped=skipped, pose_mean=None, pose_stddev=None)
+            dropped_faces=stats['dropped_faces'], skipped=skipped, pose_mean=None,
+            pose_stddev=None)
         if train:
             if len(stats['local_poses']):
                 mean, std = pose_statistics(stats['local_poses'])
@@ -298,6 +342,23 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
         os.replace(partial, final)
     log(format_summary(summary, json_path))
     return summary
+
+
+def _warn_ignored_pose_para(json_path: str, labelling: str,
+                            log: Callable[[str], None]) -> None:
+    """Warn when the first line carries 300W-LP angles that ``labelling`` ignores."""
+    if labelling == 'pose_para':
+        return
+    for line_no, text in iter_json_list(json_path):
+        try:
+            entry = json.loads(text)
+        except json.JSONDecodeError:
+            return
+        if isinstance(entry, dict) and entry.get('pose_para') is not None:
+            log(f'warning: {json_path} line {line_no} has "pose_para" (300W-LP angles), '
+                f"which labelling {labelling!r} ignores; label with labelling='pose_para' "
+                '(--labelling pose_para) to use them')
+        return
 
 
 def _save_statistics(summary: Dict[str, Any], out_dir: str, name: str, mean: np.ndarray,
@@ -329,6 +390,7 @@ def _already_done(final: str, source: Dict[str, Any], out_dir: str, name: str, t
         faces_without_pose=stats['faces_without_pose'],
         without_pose_reasons=stats['without_pose_reasons'],
         faces_without_pose_records=stats['faces_without_pose_records'],
+        dropped_faces=stats['dropped_faces'],
         skipped=[tuple(s) for s in meta.get('skipped', [])], pose_mean=None, pose_stddev=None)
     if train and len(stats['local_poses']):
         _save_statistics(summary, out_dir, name, *pose_statistics(stats['local_poses']))
@@ -352,9 +414,17 @@ def format_summary(summary: Dict[str, Any], json_path: str = '', max_examples: i
         shown = ', '.join(f'line {ln} face {i}' for ln, i in records[:max_examples])
         more = f' and {len(records) - max_examples} more' if len(records) > max_examples else ''
         lines.append(f'    ({shown}{more})')
+    dropped = summary.get('dropped_faces', [])
+    lines.append(f'  faces dropped for their box: {len(dropped)}')
+    for line_no, index, reason in dropped[:max_examples]:
+        lines.append(f'    line {line_no} face {index}: {reason}')
+    if len(dropped) > max_examples:
+        lines.append(f'    ... and {len(dropped) - max_examples} more')
     lines.append(f'  skipped images: {len(summary["skipped"])}')
-    for line_no, reason in summary['skipped']:
+    for line_no, reason in summary['skipped'][:max_examples]:
         lines.append(f'    line {line_no}: {reason}')
+    if len(summary['skipped']) > max_examples:
+        lines.append(f'    ... and {len(summary["skipped"]) - max_examples} more')
     lines.append(f'  lmdb: {summary["lmdb"]}')
     if summary['pose_mean']:
         lines.append(f'  pose mean: {summary["pose_mean"]}')

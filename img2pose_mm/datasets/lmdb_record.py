@@ -13,10 +13,17 @@ A record is::
             | arrays (np.savez bytes, loaded with allow_pickle=False) | image bytes
 
 The header holds ``image_path``, ``height``, ``width``, ``line``, ``arrays_size``,
-``image_size``. The arrays are ``bboxes`` (N, 4), ``poses`` (N, 6, global),
-``local_poses`` (N, 6, w.r.t. ``pose_bboxes``), ``pose_bboxes`` (N, 4), ``landmarks``
-(N, M, 2), ``pose_valid`` (N,), ``pose_status`` (N,) and optionally ``scores`` (N,)
-and ``gt_poses_reference`` (N, 6). Faces without a pose hold -9 in every pose field.
+``image_size``. The arrays are ``bboxes`` (N, 4, checked: clipped, integer corners with
+the original's labelling; with ``labelling='pose_para'`` the roll-aware box of the
+landmarks for faces with a pose), ``poses`` (N, 6, global), ``local_poses`` (N, 6,
+box-local: w.r.t. ``bboxes`` with the original's labelling and with
+``labelling='pose_para'``, w.r.t. the pose's own box with ``labelling='image'``),
+``landmarks`` (N, M, 2), ``pose_valid`` (N,), ``pose_status`` (N,), ``faces`` (N,, the
+faces' indices in the JSON line), ``dropped`` and
+``dropped_reasons`` (faces left out for their box) and optionally ``scores`` (N,),
+``gt_poses_reference`` (N, 6) and ``pose_para`` (N, 3: pitch, yaw, roll in radians, the
+300W-LP angles of the JSON list). Faces without a pose hold -9 in every pose field
+(written and read by :class:`~img2pose_mm.structures.FacePoses`).
 Nothing is unpickled when reading, so an LMDB from an untrusted source cannot run code.
 """
 from __future__ import annotations

@@ -266,11 +266,16 @@ class DoFBBoxHead(LegacyPoseKeysMixin, ConvFCBBoxHead):
         projected boxes become the detections; NMS runs on those boxes; ``max_per_img``
         <= 0 keeps everything (the original has no cap). With ``rescale`` the boxes are
         scaled to the original image and the poses re-expressed in its camera.
+
+        ``rcnn_test_cfg.keep_all_rois=True`` gives one detection per RoI instead, in RoI
+        order (its best class, no score or size filter, no NMS, no cap): the poses of
+        given boxes (:meth:`DoFRoIHead.predict_for_boxes`).
         """
         cfg = rcnn_test_cfg if rcnn_test_cfg is not None else ConfigDict()
         score_thr = cfg.get('score_thr', 0.05)
         min_size = cfg.get('min_bbox_size', 1e-2)
         max_per_img = cfg.get('max_per_img', -1)
+        keep_all = bool(cfg.get('keep_all_rois', False))
         img_shape = img_meta['img_shape'][:2]
         # decode in float32 even when the network ran under autocast
         roi, cls_score, bbox_pred = roi.float(), cls_score.float(), bbox_pred.float()
@@ -281,14 +286,18 @@ class DoFBBoxHead(LegacyPoseKeysMixin, ConvFCBBoxHead):
         scores = F.softmax(cls_score, dim=-1)[:, :-1]
         poses = bbox_pred.view(bbox_pred.shape[0], self.num_classes, -1)
 
-        wh = boxes[:, 2:] - boxes[:, :2]
-        keep = (scores > score_thr) & (wh >= min_size).all(-1, keepdim=True)
-        roi_inds, labels = keep.nonzero(as_tuple=True)
-        scores = scores[roi_inds, labels]
+        if keep_all:
+            scores, labels = scores.max(-1)
+            roi_inds = torch.arange(len(boxes), device=boxes.device)
+        else:
+            wh = boxes[:, 2:] - boxes[:, :2]
+            keep = (scores > score_thr) & (wh >= min_size).all(-1, keepdim=True)
+            roi_inds, labels = keep.nonzero(as_tuple=True)
+            scores = scores[roi_inds, labels]
         global_poses, det_boxes = self.bbox_coder.decode(
             boxes[roi_inds], poses[roi_inds, labels], img_shape)
 
-        if det_boxes.numel() > 0:
+        if det_boxes.numel() > 0 and not keep_all:
             nms_cfg = dict(cfg.get('nms', dict(type='nms', iou_threshold=0.5)))
             _, keep = batched_nms(det_boxes, scores, labels, nms_cfg)
             if max_per_img > 0:

@@ -10,12 +10,17 @@ from mmdet.structures.bbox import bbox2roi
 from mmdet.utils import ConfigType, InstanceList
 from torch import Tensor
 
-from .dof_roi_head import add_empty_poses, float32_features, positive_roi_mask
+from .dof_roi_head import (
+    GivenBoxesMixin,
+    add_empty_poses,
+    float32_features,
+    positive_roi_mask,
+)
 from .pose_targets import PoseSamplingWrapper
 
 
 @MODELS.register_module()
-class DoFCascadeRoIHead(CascadeRoIHead):
+class DoFCascadeRoIHead(GivenBoxesMixin, CascadeRoIHead):
     """:class:`CascadeRoIHead` with a :class:`DoFBBoxHead` in every stage.
 
     mmdet's cascade ``loss`` runs unchanged (each stage's sampler carries the GT poses,
@@ -23,6 +28,7 @@ class DoFCascadeRoIHead(CascadeRoIHead):
     the next stage are the boxes projected from its predicted poses (no box deltas
     anywhere). At test time the class scores are averaged over the stages and the last
     stage's poses are reported, relative to the RoIs that stage saw.
+    :meth:`predict_for_boxes` runs the cascade on given boxes (one result per box).
     """
 
     def init_assigner_sampler(self) -> None:

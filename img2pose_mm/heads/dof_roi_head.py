@@ -1,14 +1,17 @@
 """The img2pose RoI head: one RoIAlign pass feeding the class and 6DoF pose branches."""
 from __future__ import annotations
 
+import copy
 from typing import List, Optional, Tuple
 
 import torch
 from mmdet.models.roi_heads import StandardRoIHead
 from mmdet.models.task_modules.samplers import SamplingResult
 from mmdet.registry import MODELS
+from mmdet.structures import SampleList
 from mmdet.structures.bbox import bbox2roi
 from mmdet.utils import ConfigType, InstanceList
+from mmengine.config import ConfigDict
 from torch import Tensor
 
 from .pose_targets import PoseSamplingWrapper
@@ -41,8 +44,28 @@ def add_empty_poses(results: InstanceList, encode_size: int = 6) -> InstanceList
     return results
 
 
+class GivenBoxesMixin:
+    """``predict_for_boxes``: the poses of given boxes, one per box, through the RoI head's
+    own ``predict_bbox`` (mmdet's test path) with ``keep_all_rois`` set in its test
+    config (see :meth:`DoFBBoxHead._predict_by_feat_single`)."""
+
+    def predict_for_boxes(self, x: Tuple[Tensor], rpn_results_list: InstanceList,
+                          batch_data_samples: SampleList, rescale: bool = True) -> InstanceList:
+        """One detection per box of each ``rpn_results_list[i].bboxes``, in their order.
+
+        The boxes (network-input pixels, the frame of RPN proposals) are the RoIs: no
+        RPN, no score or size filter, no NMS between them. Each result holds the
+        face ``scores`` (softmax), ``labels``, ``poses`` (global) and ``bboxes`` (the
+        pose-projected boxes), in the original image's frame with ``rescale``.
+        """
+        cfg = ConfigDict(copy.deepcopy(dict(self.test_cfg or {})))
+        cfg.keep_all_rois = True
+        batch_img_metas = [sample.metainfo for sample in batch_data_samples]
+        return self.predict_bbox(x, batch_img_metas, rpn_results_list, cfg, rescale=rescale)
+
+
 @MODELS.register_module()
-class DoFRoIHead(StandardRoIHead):
+class DoFRoIHead(GivenBoxesMixin, StandardRoIHead):
     """:class:`StandardRoIHead` for img2pose's :class:`DoFBBoxHead`.
 
     mmdet's ``loss`` runs unchanged: the sampler is wrapped by
@@ -50,7 +73,8 @@ class DoFRoIHead(StandardRoIHead):
     result carries the GT poses of its positives. RoI features are extracted once; the
     class branch runs on every sampled RoI and, during training, the pose branch only on
     the positive ones (as in the original, whose BatchNorm statistics come from
-    positives). Predictions carry ``poses`` next to ``bboxes``, ``scores`` and ``labels``.
+    positives). Predictions carry ``poses`` next to ``bboxes``, ``scores`` and ``labels``;
+    :meth:`predict_for_boxes` gives the poses of given boxes (one per box).
     """
 
     def init_assigner_sampler(self) -> None:

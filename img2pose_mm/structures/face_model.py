@@ -116,7 +116,7 @@ class FaceModel(nn.Module):
             return cls()
         if isinstance(cfg, FaceModel):
             return cfg
-        if isinstance(cfg, Mapping):
+        if isinstance(cfg, Mapping):          # dict() = the defaults
             cfg = {k: v for k, v in dict(cfg).items() if k != 'type'}
             return cls(**cfg)
         raise TypeError(f'face_model must be None, a dict or a FaceModel, got '

@@ -142,6 +142,17 @@ def quaternion_to_rotvec(quats: Tensor) -> Tensor:
     return xyz * scale[..., None]
 
 
+def quaternion_multiply(q1: Tensor, q2: Tensor) -> Tensor:
+    """Hamilton products ``q1 q2`` of quaternions ``(..., 4)`` in (x, y, z, w) order: the
+    rotation ``q2`` followed by ``q1`` (``matrix(q1 q2) = matrix(q1) @ matrix(q2)``)."""
+    x1, y1, z1, w1 = q1.unbind(-1)
+    x2, y2, z2, w2 = q2.unbind(-1)
+    return torch.stack([w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+                        w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+                        w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
+                        w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2], -1)
+
+
 def markley_quaternion(matrices: Tensor) -> Tensor:
     """Markley's (2008) quaternion of a 3x3 matrix, ``(..., 3, 3)`` -> ``(..., 4)``.
 
@@ -417,41 +428,6 @@ def pose_to_bbox(poses: Tensor, points: Tensor, img_shape: ShapeLike,
                           x_factor, y_factor, expand_forehead)
 
 
-def pose_to_euler(poses: Tensor) -> Tensor:
-    """(pitch, yaw, roll) in degrees, the AFLW2000/BIWI convention.
-
-    ``E = Rotation.from_matrix(R.T).as_euler('xyz')`` and
-    ``(pitch, yaw, roll) = (E0, -E1, -E2)``. Accepts poses ``(..., 6)`` or
-    rotation vectors ``(..., 3)``.
-    """
-    m = rotvec_to_matrix(poses[..., :3]).transpose(-1, -2)
-    # extrinsic xyz: m = Rz(c) Ry(b) Rx(a)
-    a = torch.atan2(m[..., 2, 1], m[..., 2, 2])
-    b = torch.atan2(-m[..., 2, 0], torch.hypot(m[..., 0, 0], m[..., 1, 0]))
-    c = torch.atan2(m[..., 1, 0], m[..., 0, 0])
-    return torch.rad2deg(torch.stack([a, -b, -c], -1))
-
-
-def euler_to_rotvec(angles: Tensor) -> Tensor:
-    """Inverse of :func:`pose_to_euler`: (pitch, yaw, roll) degrees -> rotation vectors."""
-    a, b, c = torch.deg2rad(angles).unbind(-1)
-    b, c = -b, -c
-    zero, one = torch.zeros_like(a), torch.ones_like(a)
-
-    def rot(axis: int, ang: Tensor) -> Tensor:
-        cos, sin = torch.cos(ang), torch.sin(ang)
-        if axis == 0:
-            rows = [[one, zero, zero], [zero, cos, -sin], [zero, sin, cos]]
-        elif axis == 1:
-            rows = [[cos, zero, sin], [zero, one, zero], [-sin, zero, cos]]
-        else:
-            rows = [[cos, -sin, zero], [sin, cos, zero], [zero, zero, one]]
-        return torch.stack([torch.stack(r, -1) for r in rows], -2)
-
-    m = rot(2, c) @ rot(1, b) @ rot(0, a)
-    return matrix_to_rotvec(m.transpose(-1, -2))
-
-
 def rotation_angle_between(rotvecs_a: Tensor, rotvecs_b: Tensor) -> Tensor:
     """Geodesic angle (radians) between two batches of rotations."""
     rel = rotvec_to_matrix(rotvecs_a).transpose(-1, -2) @ rotvec_to_matrix(rotvecs_b)
@@ -465,6 +441,6 @@ __all__ = [
     'polar_rotation',
     'matrix_to_rotvec', 'transform_points', 'project_points', 'project_pose_points',
     'transfer_pose', 'global_to_local', 'local_to_global', 'warp_pose',
-    'scale_translate_map', 'flip_pose', 'points_to_bbox', 'pose_to_bbox', 'pose_to_euler',
-    'euler_to_rotvec', 'rotation_angle_between',
+    'scale_translate_map', 'flip_pose', 'points_to_bbox', 'pose_to_bbox',
+    'quaternion_multiply', 'rotation_angle_between',
 ]

@@ -3,8 +3,8 @@
 Used by :class:`PoseLocalVisualizer`, the synthetic-dataset generator and the demos.
 Every pose is a global pose ``[rx, ry, rz, tx, ty, tz]`` relative to the camera of
 the image it is drawn on (``image_intrinsics`` of ``img_shape``, by default the
-drawn image's own ``(h, w)``). All geometry comes from :mod:`img2pose_mm.structures`;
-rasterisation from :mod:`Sim3DR`.
+drawn image's own ``(h, w)``, or the ``intrinsics`` given). All geometry comes from
+:mod:`img2pose_mm.structures`; rasterisation from :mod:`Sim3DR`.
 """
 from __future__ import annotations
 
@@ -68,9 +68,19 @@ def _img_shape(image: np.ndarray, img_shape: Optional[Sequence[int]]) -> Tuple[i
     return int(img_shape[0]), int(img_shape[1])
 
 
+def _intrinsics(img_shape: Sequence[int], intrinsics: Optional[ArrayOrTensor],
+                like: torch.Tensor) -> torch.Tensor:
+    """``intrinsics`` as a tensor like ``like``, or the camera of ``img_shape``."""
+    if intrinsics is None:
+        return image_intrinsics(img_shape, like)
+    return torch.as_tensor(np.asarray(intrinsics.detach().cpu() if isinstance(
+        intrinsics, torch.Tensor) else intrinsics, dtype=np.float64)).to(like)
+
+
 def project_mesh(poses: ArrayOrTensor, img_shape: Sequence[int],
                  mesh: Optional[FaceMesh] = None,
-                 near: float = NEAR_PLANE) -> Tuple[np.ndarray, np.ndarray]:
+                 near: float = NEAR_PLANE,
+                 intrinsics: Optional[ArrayOrTensor] = None) -> Tuple[np.ndarray, np.ndarray]:
     """The mesh of each pose in pixel space, ready for :func:`Sim3DR.render`.
 
     Args:
@@ -78,6 +88,8 @@ def project_mesh(poses: ArrayOrTensor, img_shape: Sequence[int],
         img_shape: ``(h, w)`` of the image whose camera the poses refer to.
         mesh: a :class:`FaceMesh` (the reference face by default).
         near: vertices with camera depth below this become NaN (not drawn).
+        intrinsics: ``(3, 3)`` camera of the poses (default: img2pose's camera of
+            ``img_shape``).
 
     Returns:
         ``vertices`` ``(N, V, 3)`` float32 (pixel x, y and camera depth z) and
@@ -91,7 +103,7 @@ def project_mesh(poses: ArrayOrTensor, img_shape: Sequence[int],
         return empty, empty.copy()
     ref = torch.as_tensor(mesh.vertices, dtype=torch.float64)
     cam = transform_points(ref, poses)                                   # (N, V, 3)
-    pixels = project_points(cam, image_intrinsics(img_shape, cam))       # (N, V, 2)
+    pixels = project_points(cam, _intrinsics(img_shape, intrinsics, cam))  # (N, V, 2)
     vertices = torch.cat([pixels, cam[..., 2:]], -1).numpy().astype(np.float32)
     vertices[cam[..., 2].numpy() < near] = np.nan
     ref_normals = Sim3DR.vertex_normals(mesh.vertices, mesh.triangles).astype(np.float64)
@@ -106,7 +118,8 @@ def render_pose_meshes(image: np.ndarray, poses: ArrayOrTensor,
                        color: Union[str, Color, np.ndarray] = (200, 200, 200),
                        alpha: float = 0.6, light: Sim3DR.Light = Sim3DR.DEFAULT_LIGHT,
                        shading: bool = True, copy: bool = True,
-                       return_face_map: bool = False
+                       return_face_map: bool = False,
+                       intrinsics: Optional[ArrayOrTensor] = None
                        ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
     """Render the face mesh of every pose over ``image`` with mutual occlusion.
 
@@ -125,13 +138,16 @@ def render_pose_meshes(image: np.ndarray, poses: ArrayOrTensor,
         copy: draw on a copy (default) or in place.
         return_face_map: also return the ``(H, W)`` int32 map of the face index seen
             at each pixel (-1 = background).
+        intrinsics: ``(3, 3)`` camera of the poses (default: img2pose's camera of
+            ``img_shape``).
     """
     _check_image(image)
     out = np.ascontiguousarray(image.copy() if copy else image)
     if not copy and out is not image:
         raise ValueError('render_pose_meshes(copy=False) needs a C-contiguous image')
     mesh = _default_mesh() if mesh is None else mesh
-    vertices, normals = project_mesh(poses, _img_shape(out, img_shape), mesh)
+    vertices, normals = project_mesh(poses, _img_shape(out, img_shape), mesh,
+                                     intrinsics=intrinsics)
     num_faces, num_vertices = vertices.shape[:2]
     face_map = np.full(out.shape[:2], -1, np.int32)
     if num_faces:
@@ -184,8 +200,10 @@ def pose_face_map(poses: ArrayOrTensor, img_shape: Sequence[int],
 
 
 def pose_axes_points(poses: ArrayOrTensor, img_shape: Sequence[int],
-                     length: float = 1.0) -> Tuple[np.ndarray, np.ndarray]:
-    """Pixel positions of each pose's origin and axis tips.
+                     length: float = 1.0, intrinsics: Optional[ArrayOrTensor] = None
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+    """Pixel positions of each pose's origin and axis tips (camera: ``intrinsics``, by
+    default img2pose's camera of ``img_shape``).
 
     Returns ``points`` ``(N, 4, 2)`` (origin, x tip, y tip, z tip, see
     ``AXIS_DIRECTIONS``) and ``valid`` ``(N,)``: all four points in front of the camera.
@@ -195,7 +213,7 @@ def pose_axes_points(poses: ArrayOrTensor, img_shape: Sequence[int],
         return np.zeros((0, 4, 2)), np.zeros(0, bool)
     ref = torch.as_tensor(np.concatenate([np.zeros((1, 3)), AXIS_DIRECTIONS * length]))
     cam = transform_points(ref, poses)
-    points = project_points(cam, image_intrinsics(img_shape, cam)).numpy()
+    points = project_points(cam, _intrinsics(img_shape, intrinsics, cam)).numpy()
     valid = (cam[..., 2] > NEAR_PLANE).all(-1).numpy() & np.isfinite(points).all((1, 2))
     return points, valid
 
@@ -203,7 +221,8 @@ def pose_axes_points(poses: ArrayOrTensor, img_shape: Sequence[int],
 def draw_pose_axes(image: np.ndarray, poses: ArrayOrTensor,
                    img_shape: Optional[Sequence[int]] = None, length: float = 1.0,
                    thickness: Optional[int] = None,
-                   colors: Sequence[Color] = AXIS_COLORS, copy: bool = True) -> np.ndarray:
+                   colors: Sequence[Color] = AXIS_COLORS, copy: bool = True,
+                   intrinsics: Optional[ArrayOrTensor] = None) -> np.ndarray:
     """Draw each pose's 3D axes (x red, y green, z blue in RGB) from the face origin.
 
     Args:
@@ -214,10 +233,12 @@ def draw_pose_axes(image: np.ndarray, poses: ArrayOrTensor,
         thickness: line width in pixels (default: from the image size).
         colors: three colours in the image's channel order.
         copy: draw on a copy (default) or in place.
+        intrinsics: ``(3, 3)`` camera of the poses (default: img2pose's camera of
+            ``img_shape``).
     """
     _check_image(image)
     out = image.copy() if copy else image
-    points, valid = pose_axes_points(poses, _img_shape(out, img_shape), length)
+    points, valid = pose_axes_points(poses, _img_shape(out, img_shape), length, intrinsics)
     if thickness is None:
         thickness = max(2, int(round(min(out.shape[:2]) / 200)))
     limit = 4 * max(out.shape[:2])   # cv2 clips lines, but needs sane integers
@@ -234,8 +255,9 @@ def draw_pose_axes(image: np.ndarray, poses: ArrayOrTensor,
 
 def draw_bboxes(image: np.ndarray, bboxes: ArrayOrTensor, color: Color = (0, 255, 0),
                 thickness: int = 2, scores: Optional[ArrayOrTensor] = None,
-                copy: bool = True) -> np.ndarray:
-    """Draw ``(N, 4)`` boxes ``x1, y1, x2, y2`` (and scores above them) with OpenCV."""
+                copy: bool = True, labels: Optional[Sequence[str]] = None) -> np.ndarray:
+    """Draw ``(N, 4)`` boxes ``x1, y1, x2, y2`` (and ``labels`` and scores above them)
+    with OpenCV."""
     _check_image(image)
     out = image.copy() if copy else image
     bboxes = np.asarray(bboxes.detach().cpu() if isinstance(bboxes, torch.Tensor) else bboxes,
@@ -248,8 +270,11 @@ def draw_bboxes(image: np.ndarray, bboxes: ArrayOrTensor, color: Color = (0, 255
             continue
         x1, y1, x2, y2 = np.round(box).astype(int)
         cv2.rectangle(out, (x1, y1), (x2, y2), tuple(int(c) for c in color), thickness)
+        text = [labels[i]] if labels is not None else []
         if scores is not None:
-            cv2.putText(out, f'{scores[i]:.2f}', (x1, max(y1 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX,
+            text.append(f'{scores[i]:.2f}')
+        if text:
+            cv2.putText(out, ' '.join(text), (x1, max(y1 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX,
                         0.4, tuple(int(c) for c in color), 1, cv2.LINE_AA)
     return out
 

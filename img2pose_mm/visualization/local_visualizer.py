@@ -10,9 +10,9 @@ from mmdet.visualization import DetLocalVisualizer
 from mmengine.structures import InstanceData
 
 import Sim3DR
-from img2pose_mm.structures import FacePoses
+from img2pose_mm.structures import FacePoses, load_reference_points, project_pose_points
 
-from .draw import AXIS_COLORS, draw_pose_axes, render_pose_meshes
+from .draw import AXIS_COLORS, draw_landmarks, draw_pose_axes, render_pose_meshes
 
 Color = Tuple[int, int, int]
 
@@ -39,6 +39,10 @@ class PoseLocalVisualizer(DetLocalVisualizer):
         axis_thickness: axis line width (default: from the image size).
         axis_colors: RGB colours of the x, y and z axes.
         light: Sim3DR lighting of the mesh.
+        draw_landmarks: draw the 68 reference points projected with each pose.
+        landmark_color: their RGB colour.
+        landmark_points: ``.npy`` file of the 68 reference points (default: the
+            packaged face).
         Other arguments are :class:`mmdet.visualization.DetLocalVisualizer`'s.
     """
 
@@ -60,7 +64,10 @@ class PoseLocalVisualizer(DetLocalVisualizer):
                  axis_length: float = 1.0,
                  axis_thickness: Optional[int] = None,
                  axis_colors: Sequence[Color] = AXIS_COLORS,
-                 light: Optional[Dict] = None) -> None:
+                 light: Optional[Dict] = None,
+                 draw_landmarks: bool = False,
+                 landmark_color: Color = (255, 80, 200),
+                 landmark_points: Optional[str] = None) -> None:
         super().__init__(name=name, image=image, vis_backends=vis_backends, save_dir=save_dir,
                          bbox_color=bbox_color, text_color=text_color, mask_color=mask_color,
                          line_width=line_width, alpha=alpha)
@@ -75,6 +82,10 @@ class PoseLocalVisualizer(DetLocalVisualizer):
         self.axis_thickness = axis_thickness
         self.axis_colors = tuple(tuple(int(v) for v in c) for c in axis_colors)
         self.light = Sim3DR.Light(**light) if light else Sim3DR.DEFAULT_LIGHT
+        self.draw_landmarks = draw_landmarks
+        self.landmark_color = tuple(int(v) for v in landmark_color)
+        self.landmark_points = (torch.from_numpy(load_reference_points(landmark_points)).double()
+                                if draw_landmarks else None)
 
     def draw_poses(self, image: np.ndarray, poses: Union[np.ndarray, torch.Tensor],
                    mesh_color: Union[str, Color, None] = None) -> np.ndarray:
@@ -89,6 +100,12 @@ class PoseLocalVisualizer(DetLocalVisualizer):
         if self.draw_axes:
             draw_pose_axes(out, poses, length=self.axis_length, thickness=self.axis_thickness,
                            colors=self.axis_colors, copy=False)
+        if self.draw_landmarks:
+            poses = torch.as_tensor(np.asarray(poses.detach().cpu() if isinstance(
+                poses, torch.Tensor) else poses, dtype=np.float64)).reshape(-1, 6)
+            points = project_pose_points(self.landmark_points, poses, out.shape[:2])
+            draw_landmarks(out, points.numpy(), color=self.landmark_color,
+                           radius=max(1, round(min(out.shape[:2]) / 400)), copy=False)
         return out
 
     def _draw_instances(self, image: np.ndarray, instances: InstanceData,

@@ -1,4 +1,4 @@
-"""Face alignment: Umeyama, the multi-pose templates, warping, the cv2 extra."""
+"""Face alignment: Umeyama, the multi-pose templates, warping, a missing cv2."""
 import sys
 
 import numpy as np
@@ -191,10 +191,10 @@ def test_keypoints_from_faces_forms():
         estimate_alignment(kps, template='sideways')
 
 
-def test_missing_opencv_names_the_extra(monkeypatch):
+def test_missing_opencv_says_how_to_install_it(monkeypatch):
     kps = np.array([[[40., 50.], [70., 50.], [55., 68.], [43., 85.], [68., 85.]]])
     monkeypatch.setitem(sys.modules, 'cv2', None)      # import cv2 -> ImportError
-    with pytest.raises(ImportError, match=r'pip install img2pose_mm\[alignment\]'):
+    with pytest.raises(ImportError, match=r'pip install opencv-python'):
         align_faces(np.zeros((100, 100, 3), np.uint8), kps, 112)
     # the geometry alone does not need OpenCV
     assert estimate_alignment(kps).matrices.shape == (1, 2, 3)

@@ -9,7 +9,7 @@ from img2pose_mm.structures import FIVE_POINT_NAMES, load_reference_points, pose
 
 from .conftest import CONFIG, FAST_CFG, TEST_SIZE, synthetic_images
 
-FACE_KEYS = {'box', 'confidence', 'pose', 'keypoints'}
+FACE_KEYS = {'box', 'confidence', 'pose', 'euler', 'keypoints'}
 
 
 def check_faces(faces, img_shape, threshold, max_faces=-1, points5=None):
@@ -24,6 +24,8 @@ def check_faces(faces, img_shape, threshold, max_faces=-1, points5=None):
         assert isinstance(face['confidence'], float) and face['confidence'] >= threshold
         assert isinstance(face['box'], list) and len(face['box']) == 4
         assert isinstance(face['pose'], list) and len(face['pose']) == 6
+        assert list(face['euler']) == ['yaw', 'pitch', 'roll']
+        assert all(type(v) is float for v in face['euler'].values())
         assert all(type(v) is float for v in face['box'] + face['pose'])
         assert list(face['keypoints']) == list(FIVE_POINT_NAMES)
         for xy in face['keypoints'].values():
@@ -37,6 +39,20 @@ def check_faces(faces, img_shape, threshold, max_faces=-1, points5=None):
         boxes = pose_to_bbox(torch.as_tensor(poses), points68, img_shape).numpy()
         scale = max(1.0, max(img_shape) / TEST_SIZE)
         assert np.abs(np.array([f['box'] for f in faces]) - boxes).max() <= 1.5 * scale + 1
+
+
+def same_faces(a, b, tol=1e-9):
+    """Equal face lists up to float rounding: the numbers of a face are computed in a batch
+    of faces, and vectorised kernels may round the last bit by position in the batch."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and list(a) == list(b) and all(
+            same_faces(a[k], b[k], tol) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(
+            same_faces(x, y, tol) for x, y in zip(a, b))
+    if isinstance(a, float):
+        return isinstance(b, float) and abs(a - b) <= tol * max(1.0, abs(a))
+    return a == b
 
 
 @pytest.fixture(scope='module')
@@ -62,9 +78,9 @@ def test_random_weights_end_to_end(random_detector, images, tmp_path):
     try:
         det.score_threshold = faces[len(faces) // 2]['confidence']
         kept = det.detect_faces(images[0])
-        assert kept == [f for f in faces if f['confidence'] >= det.score_threshold]
+        assert same_faces(kept, [f for f in faces if f['confidence'] >= det.score_threshold])
         det.max_faces = 2
-        assert det.detect_faces(images[0]) == kept[:2]
+        assert same_faces(det.detect_faces(images[0]), kept[:2])
     finally:
         det.score_threshold, det.max_faces = old
 
@@ -111,8 +127,10 @@ def test_align_and_detect_and_align(random_detector, images):
     det.max_faces = 3
     try:
         results = det.detect_and_align(images[0])
-        assert [{k: v for k, v in r.items() if k != 'image'} for r in results] == faces
-        assert all(list(r) == ['image', 'box', 'confidence', 'pose', 'keypoints'] for r in results)
+        assert same_faces([{k: v for k, v in r.items() if k != 'image'} for r in results],
+                          faces)
+        assert all(list(r) == ['image', 'box', 'confidence', 'pose', 'euler', 'keypoints']
+                   for r in results)
         assert all(isinstance(r['image'], Image.Image) for r in results)
         as_arrays = det.detect_and_align(images[0], output_size=112, return_array=True)
         np.testing.assert_array_equal(np.stack([r['image'] for r in as_arrays]), arrays)

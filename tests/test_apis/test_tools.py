@@ -101,7 +101,7 @@ def test_image_demo(tmp_path, images, model_args):
     drawn = np.asarray(Image.open(result))
     assert drawn.shape == images[0].shape
     faces = json.loads(result.with_suffix('.json').read_text())
-    assert faces and set(faces[0]) == {'box', 'confidence', 'pose', 'keypoints'}
+    assert faces and set(faces[0]) == {'box', 'confidence', 'pose', 'euler', 'keypoints'}
     assert np.abs(drawn.astype(int) - images[0]).mean() > 1       # something was drawn
     out_dir = tmp_path / 'results'
     assert demo.main([str(tmp_path / 'photo0.png'), str(tmp_path / 'photo1.png'), '--out',
@@ -132,3 +132,60 @@ def test_video_demo(tmp_path, images, model_args):
     assert not list(out.parent.glob('.tmp*'))
     assert demo.main([str(tmp_path / 'missing.mp4'), '--out', str(out)] + model_args) == 2
     assert demo.video_source('0') == 0
+
+
+def test_image_demo_given_boxes(tmp_path, images, model_args, capsys):
+    """``--boxes``: one face per given box, in order, for a list (one image) or a mapping
+    of image names; images without boxes are skipped; bad boxes are reported."""
+    demo = load_script('demo/image_demo.py')
+    paths = []
+    for i, img in enumerate(images):
+        paths.append(tmp_path / f'photo{i}.png')
+        Image.fromarray(img).save(paths[-1])
+    boxes = [[10, 12, 60, 70], [70, 40, 120, 100, 0.9], [10, 12, 60, 70]]
+    listing = tmp_path / 'boxes.json'
+    listing.write_text(json.dumps(boxes))
+    result = tmp_path / 'given.png'
+    assert demo.main([str(paths[0]), '--boxes', str(listing), '--out', str(result), '--json',
+                      '--landmarks', '--camera', '300'] + model_args) == 0
+    faces = json.loads(result.with_suffix('.json').read_text())
+    assert len(faces) == 3 and faces[0] == faces[2]
+    assert all(len(f['landmarks']) == 68 and set(f['euler']) == {'yaw', 'pitch', 'roll'}
+               for f in faces)
+    assert 'yaw' in capsys.readouterr().out
+    # a mapping by file name; photo1 has no entry and is skipped
+    mapping = tmp_path / 'by_name.json'
+    mapping.write_text(json.dumps({'photo0.png': [{'box': boxes[1][:4]}]}))
+    out_dir = tmp_path / 'given_dir'
+    assert demo.main([str(paths[0]), str(paths[1]), '--boxes', str(mapping), '--out',
+                      str(out_dir), '--json'] + model_args) == 0
+    assert 'no boxes for it' in capsys.readouterr().err
+    assert len(json.loads((out_dir / 'photo0_img2pose.json').read_text())) == 1
+    assert not (out_dir / 'photo1_img2pose.png').exists()
+    listing.write_text(json.dumps([[30, 30, 20, 50]]))
+    assert demo.main([str(paths[0]), '--boxes', str(listing)] + model_args) == 1
+    assert 'degenerate' in capsys.readouterr().err
+    assert demo.main([str(paths[0]), str(paths[1]), '--boxes', str(listing)] + model_args) == 2
+
+
+def test_face_alignment_landmarks(tmp_path, images, model_args):
+    """``--draw-landmarks`` draws the 68 points on the crops; ``--json`` writes the face
+    and its points in crop pixels next to each crop."""
+    tool = load_script('tools/face_alignment.py')
+    image = tmp_path / 'face.png'
+    Image.fromarray(images[0]).save(image)
+    common = [str(image), '--det-threshold', '0.05', '--face-size', '96', '--no-progress']
+    plain, marked = tmp_path / 'plain', tmp_path / 'marked'
+    assert tool.main([common[0], str(plain)] + common[1:] + model_args) == 0
+    assert tool.main([common[0], str(marked)] + common[1:] + ['--draw-landmarks', '--json']
+                     + model_args) == 0
+    record = json.loads((marked / 'face.json').read_text())
+    crop_points = np.array(record['landmarks_crop'])
+    matrix = np.array(record['alignment_matrix'])
+    assert crop_points.shape == (68, 2) and len(record['face']['landmarks']) == 68
+    np.testing.assert_allclose(crop_points, np.array(record['face']['landmarks']) @ matrix[:, :2].T
+                               + matrix[:, 2], atol=1e-9)
+    drawn = np.asarray(Image.open(marked / 'face.png')).astype(int)
+    base = np.asarray(Image.open(plain / 'face.png')).astype(int)
+    assert (np.abs(drawn - base).sum(-1) > 0).sum() > 20
+    assert not (plain / 'face.json').exists()

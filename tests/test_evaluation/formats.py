@@ -7,6 +7,9 @@
   ``pt3d_68`` (3x68) (plus the other variables of the release, zero-filled).
 * BIWI: ``<seq>/frame_XXXXX_rgb.png`` + ``frame_XXXXX_pose.txt`` (3 rotation rows, a
   blank line, a translation row).
+* 300W-LP: ``<subset>/<stem>.jpg`` + ``<stem>.mat`` with ``pt2d`` (2x68) and
+  ``Pose_Para`` (1x7) (plus the other variables of the release, zero-filled), and
+  ``landmarks/<subset>/<stem>_pts.mat`` with ``pts_2d`` / ``pts_3d`` (68x2).
 """
 import os
 import os.path as osp
@@ -113,3 +116,36 @@ def write_biwi_frame(root, seq, frame, rotation, translation, height=48, width=6
     with open(path, 'w') as f:
         f.write(text)
     return path
+
+
+# ----------------------------------------------------------------------------- 300W-LP
+def write_300wlp(root, subset, stem, image, pose_para, pt2d, pts_2d=None, pts_3d=None,
+                 overrides=None):
+    """``<root>/<subset>/<stem>.jpg`` (``image``: BGR uint8, or None for no image) and
+    ``<stem>.mat`` (``pt2d`` 2x68 from ``pt2d`` (68, 2), ``Pose_Para`` 1x7, ...);
+    ``landmarks/<subset>/<stem>_pts.mat`` when ``pts_2d`` / ``pts_3d`` (68, 2) are given.
+    ``overrides`` (dict) replace .mat variables as written (``None`` leaves one out)."""
+    folder = osp.join(root, subset)
+    os.makedirs(folder, exist_ok=True)
+    if image is not None:
+        assert cv2.imwrite(osp.join(folder, stem + '.jpg'), image)
+    variables = {
+        'pt2d': np.asarray(pt2d, dtype=float).T,
+        'Pose_Para': np.asarray(pose_para, dtype=float).reshape(1, 7),
+        'Shape_Para': np.zeros((199, 1)),
+        'Exp_Para': np.zeros((29, 1)),
+        'Tex_Para': np.zeros((199, 1)),
+        'Color_Para': np.zeros((1, 7)),
+        'Illum_Para': np.zeros((1, 10)),
+        'roi': np.zeros((1, 4)),
+    }
+    variables.update(overrides or {})
+    savemat(osp.join(folder, stem + '.mat'),
+            {k: v for k, v in variables.items() if v is not None})
+    if pts_2d is not None or pts_3d is not None:
+        pts_dir = osp.join(root, 'landmarks', subset)
+        os.makedirs(pts_dir, exist_ok=True)
+        pts = {k: np.asarray(v, dtype=float) for k, v in
+               (('pts_2d', pts_2d), ('pts_3d', pts_3d)) if v is not None}
+        savemat(osp.join(pts_dir, stem + '_pts.mat'), pts)
+    return osp.join(folder, stem + '.mat')

@@ -199,9 +199,24 @@ def test_scores_are_normalised_over_the_whole_set():
     scaled = {k: np.concatenate([v[:, :4], v[:, 4:] * 0.6 + 0.3], 1) for k, v in preds.items()}
     np.testing.assert_allclose(normalize_scores(scaled)[('e', 'a')][:, 4], [1.0, 0.5, 0.0])
     assert evaluate_wider(scaled, gt, ('all',))['all'] == pytest.approx(5 / 6)
-    # the running min starts at 1 and the max at 0, as the official tool
-    high = {('e', 'a'): dets([0, 0, 10, 10, 3.0], [1, 1, 1, 1, 2.0])}
-    np.testing.assert_allclose(normalize_scores(high)[('e', 'a')][:, 4], [1.0, 0.5])
+
+
+
+def test_normalisation_is_matlabs_norm_score():
+    """norm_score.m: the running max starts at realmin('single'), the min at
+    realmax('single'), and only images of the ground-truth list are read. Scores all >= 1
+    and a prediction for an image outside the list, by hand: the true positive (2.0)
+    becomes 1 and the false positive (1.999) 0, so at every threshold above 0 the true
+    positive stands alone: AP 1. (Starting the min at 1 would give 1.0 and 0.999, both
+    counted from threshold 0.999 on: AP 0.5; counting the outside image's 1000 would
+    squash both into the bucket of threshold 0: AP 0.5 too.)"""
+    gt = [gt_image('e', 'a', [[0, 0, 10, 10]])]
+    preds = {('e', 'a'): dets([0, 0, 10, 10, 2.0], [100, 100, 10, 10, 1.999]),
+             ('e', 'outside'): dets([0, 0, 5, 5, 1000.0])}
+    normalised = normalize_scores(preds, [('e', 'a')])
+    assert list(normalised) == [('e', 'a')]
+    np.testing.assert_allclose(normalised[('e', 'a')][:, 4], [1.0, 0.0], atol=1e-9)
+    assert evaluate_wider(preds, gt, ('all',))['all'] == pytest.approx(1.0)
 
 
 def test_ignored_face_neither_helps_nor_hurts():

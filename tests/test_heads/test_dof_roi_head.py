@@ -2,6 +2,7 @@
 import torch
 from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
 from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
 from mmengine.config import Config, ConfigDict
 from mmengine.structures import InstanceData
 
@@ -38,3 +39,30 @@ def test_no_proposal_gives_empty_poses():
     out, = head.predict_bbox(feats, [meta], [InstanceData(bboxes=torch.zeros(0, 4))],
                              ConfigDict(score_thr=0.05, nms=dict(type='nms', iou_threshold=0.5)))
     assert out.poses.shape == (0, 6) and len(out.bboxes) == 0
+
+
+def test_predict_for_boxes_gives_one_result_per_box_in_order():
+    """Given boxes: no score filter, no NMS, duplicates kept, each box's result independent
+    of the others; the same for the cascade."""
+    torch.manual_seed(0)
+    feats = tuple(torch.randn(1, 256, 128 // s, 128 // s) for s in (4, 8, 16, 32, 64))
+    meta = dict(img_shape=(128, 128), ori_shape=(128, 128), scale_factor=(1.0, 1.0))
+    sample = DetDataSample(metainfo=meta)
+    boxes = torch.tensor([[10., 12., 60., 70.], [10., 12., 60., 70.], [70., 40., 120., 100.],
+                          [0., 0., 3., 4.], [30., 30., 90., 95.]])
+    for head in (roi_head().eval(), roi_head(REPO / 'configs' / 'cascade_img2pose_r50.py').eval()):
+        with torch.no_grad():
+            out, = head.predict_for_boxes(feats, [InstanceData(bboxes=boxes)], [sample])
+            singles = [head.predict_for_boxes(feats, [InstanceData(bboxes=box[None])],
+                                              [sample])[0] for box in boxes]
+        assert len(out) == len(boxes) and out.poses.shape == (5, 6)
+        torch.testing.assert_close(out.poses[0], out.poses[1])
+        torch.testing.assert_close(out.poses, torch.cat([s.poses for s in singles]),
+                                   atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(out.scores, torch.cat([s.scores for s in singles]),
+                                   atol=1e-5, rtol=1e-5)
+        # the detection path suppresses the duplicate (and its config is left alone)
+        with torch.no_grad():
+            detected, = head.predict_bbox(feats, [meta], [InstanceData(bboxes=boxes)],
+                                          head.test_cfg)
+        assert len(detected) < len(boxes) and head.test_cfg.get('keep_all_rois') is None

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+
+from img2pose_mm.testing import load_torchvision, original_checkpoint, original_state_dict
 
 from .utils import MODEL_CFG, REPO, build_model
 
@@ -18,70 +18,11 @@ converter = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(converter)
 
 
-def torchvision_img2pose(seed=0):
-    """The original's modules (docs/reference.md §2) built from torchvision, randomly initialised."""
-    torch.manual_seed(seed)
-    backbone = resnet_fpn_backbone(backbone_name='resnet18', weights=None, trainable_layers=3)
-    for module in backbone.modules():   # give the frozen BatchNorms non-trivial statistics
-        if type(module).__name__ == 'FrozenBatchNorm2d':
-            module.weight.uniform_(0.5, 1.5)
-            module.bias.uniform_(-0.1, 0.1)
-            module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
-    anchors = AnchorGenerator(sizes=((16,), (32,), (64,), (128,), (256,)),
-                              aspect_ratios=((0.5, 1.0, 2.0),) * 5)
-    head = RPNHead(256, anchors.num_anchors_per_location()[0])
-    for p in head.parameters():
-        torch.nn.init.normal_(p, std=0.01)
-    rpn = RegionProposalNetwork(
-        anchors, head, fg_iou_thresh=0.5, bg_iou_thresh=0.3, batch_size_per_image=256,
-        positive_fraction=0.5, pre_nms_top_n=dict(training=6000, testing=6000),
-        post_nms_top_n=dict(training=2000, testing=1000), nms_thresh=0.4)
-    return backbone.eval(), rpn.eval()
-
-
-def original_state_dict(backbone, rpn, module_prefix=False, old_torchvision_names=False):
-    """The layout of ``img2pose_v1.pth['fpn_model']`` with random RoI-head weights."""
-    state = OrderedDict()
-    for k, v in backbone.state_dict().items():
-        if old_torchvision_names:    # torchvision < 0.13 had plain convs in the FPN
-            k = k.replace('.0.weight', '.weight').replace('.0.bias', '.bias') \
-                if ('inner_blocks' in k or 'layer_blocks' in k) else k
-        state['backbone.' + k] = v
-    for k, v in rpn.state_dict().items():
-        if old_torchvision_names:
-            k = k.replace('conv.0.0.', 'conv.')
-        state['rpn.' + k] = v
-    g = torch.Generator().manual_seed(1)
-    shapes = {
-        'roi_heads.box_head.fc6.weight': (1024, 256 * 7 * 7), 'roi_heads.box_head.fc6.bias': (1024,),
-        'roi_heads.box_head.fc7.weight': (1024, 1024), 'roi_heads.box_head.fc7.bias': (1024,),
-        'roi_heads.box_predictor.dof_pred.0.weight': (256, 1024),
-        'roi_heads.box_predictor.dof_pred.0.bias': (256,),
-        'roi_heads.box_predictor.dof_pred.1.weight': (256,),
-        'roi_heads.box_predictor.dof_pred.1.bias': (256,),
-        'roi_heads.box_predictor.dof_pred.1.running_mean': (256,),
-        'roi_heads.box_predictor.dof_pred.1.running_var': (256,),
-        'roi_heads.box_predictor.dof_pred.3.weight': (12, 256),
-        'roi_heads.box_predictor.dof_pred.3.bias': (12,),
-        'roi_heads.class_head.fc6.weight': (1024, 256 * 7 * 7),
-        'roi_heads.class_head.fc6.bias': (1024,),
-        'roi_heads.class_head.fc7.weight': (1024, 1024), 'roi_heads.class_head.fc7.bias': (1024,),
-        'roi_heads.class_predictor.cls_score.weight': (2, 1024),
-        'roi_heads.class_predictor.cls_score.bias': (2,),
-    }
-    for k, shape in shapes.items():
-        state[k] = torch.rand(shape, generator=g) + (0.5 if 'running_var' in k else 0)
-    state['roi_heads.box_predictor.dof_pred.1.num_batches_tracked'] = torch.tensor(7)
-    if module_prefix:
-        state = OrderedDict(('module.' + k, v) for k, v in state.items())
-    return {'fpn_model': state}
-
-
 @pytest.fixture(scope='module')
 def converted(tmp_path_factory):
-    backbone, rpn = torchvision_img2pose()
-    ckpt = original_state_dict(backbone, rpn, module_prefix=True)
+    # seeded weights under today's torchvision names, and torchvision's modules holding them
+    ckpt = original_checkpoint(seed=0, legacy_names=False, module_prefix=True)
+    backbone, rpn = load_torchvision(ckpt['fpn_model'])
     src = tmp_path_factory.mktemp('ckpt') / 'img2pose_v1.pth'
     torch.save(ckpt, src)
     dst = src.with_name('converted.pth')
@@ -117,9 +58,10 @@ def test_every_key_used_and_loads_strictly(converted):
 
 
 def test_old_torchvision_key_names_convert():
-    backbone, rpn = torchvision_img2pose()
-    ckpt = original_state_dict(backbone, rpn, old_torchvision_names=True)
-    state, _ = converter.convert_state_dict(converter.extract_state_dict(ckpt))
+    # the release's names (torchvision 0.8: plain FPN convs, the original's RPN head)
+    state = original_state_dict(seed=0, legacy_names=True)
+    assert 'backbone.fpn.inner_blocks.0.weight' in state and 'rpn.head.conv.weight' in state
+    state, _ = converter.convert_state_dict(converter.extract_state_dict(state))
     assert 'neck.lateral_convs.0.conv.weight' in state and 'rpn_head.rpn_conv.weight' in state
 
 
@@ -167,3 +109,15 @@ def test_anchors_equal_torchvision(h, w):
     ours = model.rpn_head.prior_generator.grid_priors([f.shape[-2:] for f in feats],
                                                        device='cpu')
     torch.testing.assert_close(torch.cat(ours), ref, atol=0, rtol=0)
+
+
+def test_seeded_original_weights_are_reproducible():
+    """Same seed -> bit-identical tensors under either naming; another seed differs."""
+    first = original_state_dict(seed=0, legacy_names=False)
+    again = original_state_dict(seed=0, legacy_names=True, module_prefix=True)
+    assert len(first) == len(again)
+    for (key, value), (other_key, other) in zip(first.items(), again.items()):
+        assert other_key.startswith('module.')
+        assert value.dtype == other.dtype and torch.equal(value, other), key
+    assert not torch.equal(original_state_dict(seed=1)['roi_heads.box_head.fc7.weight'],
+                           first['roi_heads.box_head.fc7.weight'])

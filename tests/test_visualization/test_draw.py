@@ -95,3 +95,24 @@ def test_boxes_and_landmarks():
     assert not out[50, 30].any()
     out = draw_landmarks(image, [[[100.0, 100.0], [np.nan, 5.0]]], color=(255, 255, 0), radius=2)
     assert (out[100, 100] == (255, 255, 0)).all()
+
+
+def test_drawing_in_another_camera():
+    """With ``intrinsics`` the mesh and axes are projected by that camera: a pose and the
+    pose re-expressed in a camera ``K`` draw the face on about the same pixels."""
+    from img2pose_mm.structures import change_camera, image_intrinsics
+    pose = make_pose((5., 25., -5.), (0.4, 0.2, 8.))
+    K = torch.tensor([[380., 0., 170.], [0., 380., 90.], [0., 0., 1.]], dtype=torch.float64)
+    in_k = change_camera(pose, image_intrinsics((H, W)), K,
+                         torch.as_tensor(load_reference_points(), dtype=torch.float64))
+    image = np.zeros((H, W, 3), np.uint8)
+    _, here = render_pose_meshes(image, pose, alpha=1.0, return_face_map=True)
+    _, there = render_pose_meshes(image, in_k, alpha=1.0, return_face_map=True, intrinsics=K)
+    _, default = render_pose_meshes(image, in_k, alpha=1.0, return_face_map=True)
+    iou = ((here >= 0) & (there >= 0)).sum() / ((here >= 0) | (there >= 0)).sum()
+    wrong = ((here >= 0) & (default >= 0)).sum() / ((here >= 0) | (default >= 0)).sum()
+    assert iou > 0.95 and wrong < 0.8
+    axes = draw_pose_axes(image, in_k, intrinsics=K, thickness=3)
+    origin = np.round(project_pose_points(torch.zeros(1, 3, dtype=torch.float64), pose,
+                                          (H, W))[0, 0].numpy()).astype(int)
+    assert axes[origin[1] - 2:origin[1] + 3, origin[0] - 2:origin[0] + 3].any()

@@ -104,3 +104,17 @@ def test_draw_poses_options():
 
 def is_red(px):
     return px[0] > 180 and px[1] < 90 and px[2] < 90
+
+
+def test_draw_landmarks_option():
+    vis = PoseLocalVisualizer(name='test_pose_visualizer_landmarks', draw_mesh=False,
+                              draw_axes=False, draw_landmarks=True)
+    pose = make_pose((0., 20., 0.), (0., 0., 8.))
+    out = vis.draw_poses(np.zeros((H, W, 3), np.uint8), pose)
+    points = project_pose_points(torch.as_tensor(load_reference_points(), dtype=torch.float64),
+                                 pose, (H, W))[0].numpy()
+    hits = out[np.round(points[:, 1]).astype(int), np.round(points[:, 0]).astype(int)]
+    assert (hits == (255, 80, 200)).all(-1).mean() > 0.9
+    plain = PoseLocalVisualizer(name='test_pose_visualizer_plain', draw_mesh=False,
+                                draw_axes=False)
+    assert not plain.draw_poses(np.zeros((H, W, 3), np.uint8), pose).any()

@@ -9,10 +9,17 @@ Usage::
 
 Writes ``data/WIDER_train.lmdb`` (through ``WIDER_train.lmdb.partial``, renamed when
 complete) and, with ``--train``, ``WIDER_train_pose_mean.npy`` /
-``WIDER_train_pose_stddev.npy`` (statistics of the box-local poses). Bad lines are
-reported with their line number and skipped; ``--resume`` continues an interrupted run
-(Ctrl-C keeps what was committed) and is a no-op on a finished one; without it an
-existing LMDB is rebuilt and replaced.
+``WIDER_train_pose_stddev.npy`` (statistics of the box-local poses). Faces are labelled
+as the original img2pose labels them (``--labelling box``, docs/reference.md §6) unless
+``--labelling image``; ``--labelling pose_para`` labels a 300W-LP list (made by
+``300wlp_to_json.py``) as the original's 300W-LP loader: rotations from its
+``pose_para`` angles, translations from EPnP in the full image's camera, boxes = the
+roll-aware box of the landmarks. Boxes are clipped to the image and truncated to integers; faces
+whose box is swapped, empty or outside the image are dropped; poses implausible for
+their box are discarded; images without a posed face are skipped (every case is
+reported with its line and reason). Bad lines are reported with their line number and
+skipped; ``--resume`` continues an interrupted run (Ctrl-C keeps what was committed) and
+is a no-op on a finished one; without it an existing LMDB is rebuilt and replaced.
 
 The conversion itself is :func:`img2pose_mm.datasets.lmdb_converter.convert`.
 """
@@ -22,6 +29,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
+from img2pose_mm.datasets.face_annotations import LABELLING_MODES, MIN_POSE_BOX_IOU
 from img2pose_mm.datasets.lmdb_converter import convert
 
 
@@ -45,6 +53,20 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='.npy (68, 3) reference points (default: packaged face)')
     parser.add_argument('--reference-points-5', default=None,
                         help='.npy (5, 3) reference points (default: packaged face)')
+    parser.add_argument('--labelling', choices=LABELLING_MODES, default='box',
+                        help="'box' (default): the original img2pose labelling, EPnP in the "
+                             "camera of each annotated box cast to integers (the statistics "
+                             "the released weights expect); 'image': EPnP in the full image's "
+                             "camera, exact for landmarks projected by that camera; "
+                             "'pose_para': 300W-LP (a JSON list with pose_para angles, see "
+                             '300wlp_to_json.py): rotation from the angles, translation from '
+                             "EPnP in the full image's camera, box = the roll-aware box of the "
+                             'landmarks')
+    parser.add_argument('--min-pose-iou', type=float, default=MIN_POSE_BOX_IOU,
+                        help='a pose whose box overlaps its annotated box less is implausible '
+                             '(the face gets no pose)')
+    parser.add_argument('--keep-images-without-pose', action='store_true',
+                        help='keep images where no face has a pose (the original skips them)')
     parser.add_argument('--commit-every', type=int, default=100,
                         help='records per LMDB transaction')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
@@ -58,7 +80,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       reference_points_5=args.reference_points_5)
     try:
         convert(args.json_list, args.out_dir, args.name, train=args.train, resume=args.resume,
-                image_root=args.image_root, face_model=face_model,
+                image_root=args.image_root, face_model=face_model, labelling=args.labelling,
+                min_pose_iou=args.min_pose_iou,
+                keep_images_without_pose=args.keep_images_without_pose,
                 commit_every=args.commit_every, progress=not args.no_progress)
     except KeyboardInterrupt:
         print(f'\ninterrupted: the records written so far are kept in '

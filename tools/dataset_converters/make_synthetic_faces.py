@@ -475,7 +475,10 @@ def convert_split(json_path: Path, out_dir: Path, split: str, overwrite: bool = 
     with ``overwrite``) is rebuilt.
     """
     args = (str(json_path), str(out_dir), split)
-    kwargs = dict(train=split == 'train', image_root=str(out_dir))
+    # the renders' landmarks are exact projections in the image camera: label them in
+    # that camera (the original's box-camera EPnP, json_to_lmdb's default, would move the
+    # known poses by a few degrees)
+    kwargs = dict(train=split == 'train', image_root=str(out_dir), labelling='image')
     if not overwrite:
         try:
             return convert_json_list(*args, resume=True, **kwargs)

@@ -5,10 +5,12 @@
 pose_mean = None
 pose_stddev = None
 # The face model (img2pose_mm.structures.FaceModel): the 3D reference points and the
-# pose <-> box rules. None = the packaged face with img2pose's rules (box x1.1/y1.1 plus
+# pose <-> box rules. dict() = the packaged face with img2pose's rules (box x1.1/y1.1 plus
 # 0.3 forehead, 'svd' nearest rotation, fractional box centre). Checkpoints carry the
-# face they were trained with and it wins over this one.
-face_model = None
+# face they were trained with and it wins over this one; a config that names any field,
+# e.g. face_model = dict(reference_points='ref68.npy', reference_points_5='ref5.npy'),
+# declares a face and gets a warning when a checkpoint brings another.
+face_model = dict()
 
 model = dict(
     type='TwoStageDetector',

@@ -89,6 +89,9 @@ class LoadFacePoseAnnotations(LoadAnnotations):
     Args:
         with_pose: load ``gt_poses``.
         with_landmarks: load ``gt_landmarks``.
+        ignore_without_pose: flag faces without a pose ignored (training, detection
+            metrics); head-pose benchmarks whose ground truth has angles but no pose in
+            img2pose's camera (BIWI) keep them counted with ``False``.
         **kwargs: mmdet ``LoadAnnotations`` arguments (``with_bbox``, ``with_label``,
             ``box_type``, ...).
 
@@ -96,10 +99,12 @@ class LoadFacePoseAnnotations(LoadAnnotations):
         ValueError: the image was decoded with another size than its annotations.
     """
 
-    def __init__(self, with_pose: bool = True, with_landmarks: bool = True, **kwargs) -> None:
+    def __init__(self, with_pose: bool = True, with_landmarks: bool = True,
+                 ignore_without_pose: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
         self.with_pose = with_pose
         self.with_landmarks = with_landmarks
+        self.ignore_without_pose = ignore_without_pose
 
     def _load_poses(self, results: dict) -> None:
         poses = results.get('poses')
@@ -119,9 +124,10 @@ class LoadFacePoseAnnotations(LoadAnnotations):
             raise ValueError(f'{_describe(results)} decodes to {tuple(img.shape[:2])} but its '
                              f'annotations are for an image of {poses.img_shape}')
         results['gt_poses'] = poses.clone()
-        flags = results.get('gt_ignore_flags')
-        no_pose = ~poses.valid.numpy()
-        results['gt_ignore_flags'] = no_pose if flags is None else (flags | no_pose)
+        if self.ignore_without_pose:
+            flags = results.get('gt_ignore_flags')
+            no_pose = ~poses.valid.numpy()
+            results['gt_ignore_flags'] = no_pose if flags is None else (flags | no_pose)
 
     def _load_landmarks(self, results: dict) -> None:
         landmarks = results.get('landmarks')

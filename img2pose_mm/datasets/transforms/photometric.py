@@ -1,7 +1,7 @@
 """Photometric augmentations of img2pose: random contrast and random noise (no geometry)."""
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Sequence, Tuple, Union
 
 import numpy as np
 from mmcv.transforms import BaseTransform
@@ -69,13 +69,18 @@ class RandomContrast(BaseTransform):
 class RandomNoise(BaseTransform):
     """With probability ``prob``, add one kind of noise picked at random from ``modes``.
 
-    Intensities are taken on a 0..1 scale (pixel / 255):
+    Intensities are on the 0..255 scale and the defaults are img2pose's
+    (docs/reference.md §5):
 
-    * ``'gaussian'``: additive ``N(0, gaussian_var)``;
-    * ``'salt_pepper'``: a fraction ``amount`` of the pixels set to 0 or 1 (all channels),
-      ``salt_vs_pepper`` of them to 1;
-    * ``'poisson'``: shot noise ``Poisson(x * poisson_levels) / poisson_levels``
-      (256: an 8-bit sensor's photon count).
+    * ``'gaussian'``: additive ``N(0, gaussian_var)`` per channel (variance 0.1);
+    * ``'salt_pepper'``: a fraction ``amount`` (0.004) of the pixels set to 255 or 0 (all
+      channels), ``salt_vs_pepper`` (half) of them to 255;
+    * ``'poisson'``: shot noise ``Poisson(x * levels) / levels`` with ``levels`` =
+      ``poisson_levels``, or with ``'auto'`` ``2 ** ceil(log2(number of distinct values))``
+      of the image.
+
+    The result is rounded and clipped to 0..255 (the original casts without clipping,
+    which wraps values below 0 around).
 
     Required Keys: ``img``. Modified Keys: ``img``.
     """
@@ -83,22 +88,24 @@ class RandomNoise(BaseTransform):
     MODES = ('gaussian', 'salt_pepper', 'poisson')
 
     def __init__(self, prob: float = 0.2, modes: Sequence[str] = MODES,
-                 gaussian_var: float = 0.01, amount: float = 0.05,
-                 salt_vs_pepper: float = 0.5, poisson_levels: int = 256) -> None:
+                 gaussian_var: float = 0.1, amount: float = 0.004,
+                 salt_vs_pepper: float = 0.5,
+                 poisson_levels: Union[int, str] = 'auto') -> None:
         modes = tuple(modes)
         unknown = [m for m in modes if m not in self.MODES]
         if unknown or not modes:
             raise ValueError(f'modes must be a non-empty subset of {self.MODES}, got {modes}')
         if not 0 <= prob <= 1:
             raise ValueError(f'prob must be in [0, 1], got {prob}')
+        if poisson_levels != 'auto' and (not isinstance(poisson_levels, int)
+                                         or poisson_levels < 1):
+            raise ValueError(f"poisson_levels must be 'auto' or an int >= 1, got {poisson_levels!r}")
         self.prob = float(prob)
         self.modes = modes
         self.gaussian_var = float(gaussian_var)
         self.amount = float(amount)
         self.salt_vs_pepper = float(salt_vs_pepper)
-        if poisson_levels < 1:
-            raise ValueError(f'poisson_levels must be >= 1, got {poisson_levels}')
-        self.poisson_levels = int(poisson_levels)
+        self.poisson_levels = poisson_levels
 
     @cache_randomness
     def _draw(self) -> Tuple[bool, str, int]:
@@ -112,25 +119,27 @@ class RandomNoise(BaseTransform):
             return results
         rng = np.random.default_rng(seed)
         img = results['img']
-        x = img.astype(np.float32) / 255.0
+        x = img.astype(np.float64)
         if mode == 'gaussian':
-            x = x + rng.normal(0.0, np.sqrt(self.gaussian_var), x.shape).astype(np.float32)
+            x = x + rng.normal(0.0, np.sqrt(self.gaussian_var), x.shape)
         elif mode == 'salt_pepper':
             hit = rng.random(x.shape[:2]) < self.amount
             salt = rng.random(x.shape[:2]) < self.salt_vs_pepper
-            x[hit & salt] = 1.0
+            x[hit & salt] = 255.0
             x[hit & ~salt] = 0.0
         else:
             levels = self.poisson_levels
-            x = rng.poisson(np.clip(x, 0, None) * levels).astype(np.float32) / levels
-        results['img'] = _finish(x * 255.0, img)
+            if levels == 'auto':
+                levels = 2.0 ** np.ceil(np.log2(len(np.unique(img))))
+            x = rng.poisson(np.clip(x, 0, None) * levels) / float(levels)
+        results['img'] = _finish(x, img)
         return results
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(prob={self.prob}, modes={self.modes}, '
                 f'gaussian_var={self.gaussian_var}, amount={self.amount}, '
                 f'salt_vs_pepper={self.salt_vs_pepper}, '
-                f'poisson_levels={self.poisson_levels})')
+                f'poisson_levels={self.poisson_levels!r})')
 
 
 __all__ = ['RandomContrast', 'RandomNoise']

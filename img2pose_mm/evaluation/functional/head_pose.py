@@ -11,11 +11,12 @@ Face selection (img2pose's protocols, docs/reference.md §7):
   box centre ``(x1 + (x2 - x1) // 2, y1 + (y2 - y1) // 2)`` is closest to the image
   centre ``(w // 2, h // 2)``.
 
-A face without a selectable detection is a *miss*.
+A face without a selectable detection is a *miss*. The original notebooks have fallbacks
+(``fallback='last'`` / ``'first'``), which only leave images without any detection missed.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -23,8 +24,8 @@ from .wider_face import wider_box_overlaps
 
 
 def select_by_iou(pred_bboxes: np.ndarray, scores: np.ndarray, gt_bboxes: np.ndarray,
-                  score_thr: float = 0.0, min_iou: float = 0.0,
-                  offset: float = 1.0) -> np.ndarray:
+                  score_thr: float = 0.0, min_iou: float = 0.0, offset: float = 1.0,
+                  fallback: Optional[str] = None) -> np.ndarray:
     """For each ground-truth box the detection of highest IoU, or -1.
 
     Args:
@@ -34,10 +35,15 @@ def select_by_iou(pred_bboxes: np.ndarray, scores: np.ndarray, gt_bboxes: np.nda
         score_thr: only detections with ``score > score_thr`` take part.
         min_iou: the best IoU must be ``> min_iou``.
         offset: ``1`` for the inclusive-pixel IoU of the original, ``0`` for continuous.
+        fallback: ``'last'``: a face no detection overlaps takes the last detection with
+            ``score > score_thr`` (the original AFLW2000-3D notebook's loop leaves that
+            one's pose behind); ``None``: it is a miss.
 
     Returns:
         ``(M,)`` int64 indices into the detections, -1 for a miss.
     """
+    if fallback not in (None, 'last'):
+        raise ValueError(f"fallback of the IoU selection must be None or 'last', got {fallback!r}")
     gt_bboxes = np.asarray(gt_bboxes, dtype=np.float64).reshape(-1, 4)
     pred_bboxes = np.asarray(pred_bboxes, dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -45,20 +51,30 @@ def select_by_iou(pred_bboxes: np.ndarray, scores: np.ndarray, gt_bboxes: np.nda
     if len(pred_bboxes) == 0 or len(gt_bboxes) == 0:
         return choice
     iou = wider_box_overlaps(gt_bboxes, pred_bboxes, offset)
-    iou[:, ~(scores > score_thr)] = -np.inf
+    passing = scores > score_thr
+    iou[:, ~passing] = -np.inf
     best = iou.argmax(1)
     ok = iou[np.arange(len(gt_bboxes)), best] > min_iou
     choice[ok] = best[ok]
+    if fallback == 'last' and passing.any():
+        choice[~ok] = np.flatnonzero(passing)[-1]
     return choice
 
 
 def select_by_center(pred_bboxes: np.ndarray, scores: np.ndarray, img_shape: Sequence[int],
-                     score_thr: float = 0.9) -> int:
+                     score_thr: float = 0.9, fallback: Optional[str] = None) -> int:
     """The detection (``score > score_thr``) whose centre is closest to the image centre.
 
+    Args:
+        fallback: ``'first'``: when no detection passes the threshold take the first
+            (most confident) one, as the original BIWI notebook; ``None``: a miss.
+
     Returns:
-        Its index, or -1 when no detection passes the threshold.
+        Its index, or -1 when no detection is selected.
     """
+    if fallback not in (None, 'first'):
+        raise ValueError(f"fallback of the centre selection must be None or 'first', got "
+                         f'{fallback!r}')
     pred_bboxes = np.asarray(pred_bboxes, dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     h, w = int(img_shape[0]), int(img_shape[1])
@@ -66,8 +82,10 @@ def select_by_center(pred_bboxes: np.ndarray, scores: np.ndarray, img_shape: Seq
     cy = pred_bboxes[:, 1] + np.floor_divide(pred_bboxes[:, 3] - pred_bboxes[:, 1], 2)
     dist = np.hypot(cx - w // 2, cy - h // 2)
     dist[~(scores > score_thr)] = np.inf
-    if len(dist) == 0 or not np.isfinite(dist.min()):
+    if len(dist) == 0:
         return -1
+    if not np.isfinite(dist.min()):
+        return 0 if fallback == 'first' else -1
     return int(dist.argmin())
 
 

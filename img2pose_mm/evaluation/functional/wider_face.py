@@ -8,8 +8,10 @@ Facts the protocol fixes, reproduced here:
   image). Every other face of the image is an *ignored* face.
 * Predictions of an image are evaluated in descending score order (a stable sort here;
   the official threshold sweep takes the *last* prediction passing a threshold and so
-  presumes that order), and all scores of the whole set are min-max normalised together
-  (the running max starts at 0 and the running min at 1).
+  presumes that order), and all scores of the images in the ground-truth list are min-max
+  normalised together (``norm_score.m``: the running max starts at MATLAB's
+  ``realmin('single')``, the running min at ``realmax('single')``; predictions for images
+  outside the list are never read).
 * Each prediction, in score order, is matched to the ground-truth face of highest
   IoU (boxes ``[x, y, x + w, y + h]`` with the inclusive-pixel ``+1`` convention).
   With IoU >= 0.5: an ignored face makes the prediction disappear (it is no
@@ -214,14 +216,28 @@ def sort_by_score(dets: np.ndarray) -> np.ndarray:
     return dets[np.argsort(-dets[:, 4], kind='stable')]
 
 
-def normalize_scores(predictions: Mapping[ImageKey, np.ndarray]) -> Dict[ImageKey, np.ndarray]:
-    """Min-max normalise the scores (column 4) over the whole prediction set.
+#: MATLAB's ``realmin('single')`` / ``realmax('single')``: where ``norm_score.m`` starts
+#: its running max / min of the scores.
+MATLAB_REALMIN_SINGLE = float(np.finfo(np.float32).tiny)
+MATLAB_REALMAX_SINGLE = float(np.finfo(np.float32).max)
 
-    The running max starts at 0 and the running min at 1, as the official tool. If
-    all scores are equal (the official tool divides by zero) every score becomes 1.
+
+def normalize_scores(predictions: Mapping[ImageKey, np.ndarray],
+                     images: Optional[Iterable[ImageKey]] = None) -> Dict[ImageKey, np.ndarray]:
+    """Min-max normalise the scores (column 4) over the prediction set, as the official
+    ``norm_score.m``.
+
+    Only the images of the ground-truth list (``images``; default: every image) are read,
+    normalised and returned: predictions for other images take no part. The running max
+    starts at MATLAB's ``realmin('single')`` and the running min at ``realmax('single')``.
+    If all scores are equal (the official tool divides by zero) every score becomes 1.
     """
-    max_score, min_score = 0.0, 1.0
+    if images is not None:
+        wanted = set(images)
+        predictions = {k: v for k, v in predictions.items() if k in wanted}
+    max_score, min_score = MATLAB_REALMIN_SINGLE, MATLAB_REALMAX_SINGLE
     for dets in predictions.values():
+        dets = np.asarray(dets, dtype=np.float64).reshape(-1, 5)
         if len(dets):
             max_score = max(max_score, float(dets[:, 4].max()))
             min_score = min(min_score, float(dets[:, 4].min()))
@@ -343,7 +359,8 @@ def evaluate_wider(predictions: Mapping[ImageKey, np.ndarray],
     Returns:
         ``{setting: AP}``; NaN for a setting without counted faces.
     """
-    preds = normalize_scores(predictions) if normalize else {
+    images = [(image.event, image.name) for image in ground_truth]
+    preds = normalize_scores(predictions, images) if normalize else {
         k: np.asarray(v, dtype=np.float64).reshape(-1, 5) for k, v in predictions.items()}
     aps = {}
     for setting in settings:
@@ -428,6 +445,7 @@ def read_wider_submission(pred_dir: str) -> Dict[ImageKey, np.ndarray]:
 __all__ = [
     'WIDER_SETTINGS', 'WIDER_THRESH_NUM', 'WIDERImageGT', 'load_wider_ground_truth',
     'wider_box_overlaps', 'xywh_to_xyxy', 'xyxy_to_xywh', 'sort_by_score', 'normalize_scores',
+    'MATLAB_REALMIN_SINGLE', 'MATLAB_REALMAX_SINGLE',
     'wider_image_eval', 'wider_image_pr_info', 'wider_voc_ap', 'wider_pr_curve',
     'evaluate_wider', 'write_wider_submission', 'read_wider_submission',
 ]

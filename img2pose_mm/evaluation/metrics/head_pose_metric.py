@@ -9,7 +9,7 @@ from mmdet.registry import METRICS
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
-from img2pose_mm.structures import euler_to_rotvec, pose_to_euler, rotation_angle_between
+from img2pose_mm.structures import euler_to_rotvec, rotation_angle_between, rotvec_to_euler
 
 from ..functional import angle_errors, select_by_center, select_by_iou
 from ._utils import get_field, sample_name, to_numpy
@@ -22,46 +22,40 @@ MISS_POLICIES = ('exclude', 'frontal')
 class HeadPoseMetric(BaseMetric):
     """Yaw / pitch / roll MAE (degrees) of the detection chosen for each face.
 
-    Both ground-truth and predicted poses go through
-    :func:`img2pose_mm.structures.pose_to_euler` (docs/reference.md §3 convention), so the two sides
-    share one Euler convention; the angle differences are wrapped into [-180, 180]
-    (``wrap_angles``) before taking absolute values.
+    Predicted poses go through :func:`img2pose_mm.structures.rotvec_to_euler` with the
+    ``'aflw'`` convention (docs/reference.md §3), the one :class:`~img2pose_mm.apis.Img2Pose`
+    reports; ground-truth angles are the dataset's own (``gt_euler``, e.g. AFLW2000-3D's raw
+    ``Pose_Para`` degrees) or, without them, the same conversion of the GT poses.
 
     Face selection (see :mod:`img2pose_mm.evaluation.functional.head_pose`):
     ``selection='iou'`` (AFLW2000-3D: best IoU with the ground-truth box, detections
     with ``score > score_thr``, default 0) or ``selection='center'`` (BIWI: detection
-    with ``score > score_thr``, default 0.9, nearest the image centre).
+    with ``score > score_thr``, default 0.9, nearest the image centre), each with the
+    original notebook's ``fallback`` (``'last'`` / ``'first'``) or none.
 
-    Misses (faces without a selectable detection) are reported as ``num_miss`` and
+    Misses (faces without a selected detection) are reported as ``num_miss`` and
     ``miss_rate``. With ``miss_policy='exclude'`` (default, the original evaluation)
     they are left out of every error; with ``'frontal'`` a miss counts as a frontal
     prediction (zero rotation), i.e. its error is the ground-truth angle itself, a
     pessimistic bound (translation errors still skip misses).
 
+    Two protocols are set up by configs: the original's
+    (``configs/img2pose_r18_aflw2000.py``, ``configs/img2pose_r18_biwi.py``: raw angle
+    differences (``wrap_angles=False``) and the notebooks' fallbacks) and the project's
+    stricter variant (``wrap_angles=True``: differences wrapped into [-180, 180], no
+    fallback: a face no detection answers is a miss).
+
     Reported keys: ``yaw``, ``pitch``, ``roll``, ``mae`` (mean of the three),
     ``geodesic`` (mean rotation angle between prediction and ground truth, degrees),
     ``num_faces``, ``num_miss``, ``miss_rate`` and, when some faces have a ground-truth
-    translation in img2pose's camera convention (finite ``pose[3:]``), ``tx``, ``ty``,
-    ``tz`` and ``t_mae`` (mean absolute errors in pose units) with ``num_translation``.
+    translation in img2pose's camera convention (valid GT poses), ``tx``, ``ty``, ``tz``
+    and ``t_mae`` (mean absolute errors in pose units) with ``num_translation``.
 
     Ground truth per sample: ``gt_instances.poses`` (a ``FacePoses`` in the original image
-    frame: load annotations after the resize) and ``gt_instances.bboxes`` (for
-    ``selection='iou'``); the angles come from the ``gt_euler`` meta key when the dataset
-    gives it (AFLW2000-3D, BIWI: the benchmark's own angles), else from the valid poses.
-    Predictions: ``pred_instances.bboxes``, ``scores`` and ``poses`` (global, original
-    image frame).
-
-    Example (AFLW2000-3D; the original evaluated at min = max size 400, BIWI at 600 /
-    1200 with ``selection='center'`` and ``type='BIWIDataset'``)::
-
-        pack = dict(type='PackFacePoseInputs',
-                    meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                               'scale_factor', 'instances'))
-        test_dataloader = dict(batch_size=1, dataset=dict(
-            type='AFLW2000Dataset', data_root='data/AFLW2000/', test_mode=True,
-            pipeline=[dict(type='LoadFacePoseImage'),
-                      dict(type='PoseResize', scale=(400, 400), keep_ratio=True), pack]))
-        test_evaluator = dict(type='HeadPoseMetric', selection='iou', prefix='aflw2000')
+    frame: load annotations after the resize), ``gt_instances.bboxes`` (for
+    ``selection='iou'``) and the ``gt_euler`` meta key when the dataset gives it (pack it:
+    ``PackFacePoseInputs(meta_keys=(..., 'gt_euler'))``). Predictions:
+    ``pred_instances.bboxes``, ``scores`` and ``poses`` (global, original image frame).
 
     Args:
         selection: ``'iou'`` or ``'center'``.
@@ -72,6 +66,7 @@ class HeadPoseMetric(BaseMetric):
             continuous coordinates.
         miss_policy: ``'exclude'`` or ``'frontal'``.
         wrap_angles: wrap angle differences into [-180, 180].
+        fallback: ``None``, ``'last'`` (``'iou'``) or ``'first'`` (``'center'``).
         collect_device, prefix: as :class:`mmengine.evaluator.BaseMetric`
             (default prefix ``'head_pose'``).
     """
@@ -84,6 +79,7 @@ class HeadPoseMetric(BaseMetric):
                  iou_offset: float = 1.0,
                  miss_policy: str = 'exclude',
                  wrap_angles: bool = True,
+                 fallback: Optional[str] = None,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
@@ -98,6 +94,11 @@ class HeadPoseMetric(BaseMetric):
         self.iou_offset = iou_offset
         self.miss_policy = miss_policy
         self.wrap_angles = wrap_angles
+        allowed = (None, 'last') if selection == 'iou' else (None, 'first')
+        if fallback not in allowed:
+            raise ValueError(f'fallback of the {selection!r} selection must be one of {allowed}, '
+                             f'got {fallback!r}')
+        self.fallback = fallback
 
     # ------------------------------------------------------------------ process
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
@@ -114,13 +115,13 @@ class HeadPoseMetric(BaseMetric):
             poses = to_numpy(pred['poses']).reshape(-1, 6)
             if self.selection == 'iou':
                 choice = select_by_iou(boxes, scores, gt_boxes, self.score_thr,
-                                       self.min_iou, self.iou_offset)
+                                       self.min_iou, self.iou_offset, self.fallback)
             else:
                 if len(gt_angles) != 1:
                     raise ValueError(f'{sample_name(data_sample)}: centre selection (BIWI) '
                                      f'expects one face per image, got {len(gt_angles)}')
                 choice = np.array([select_by_center(boxes, scores, data_sample['ori_shape'],
-                                                    self.score_thr)])
+                                                    self.score_thr, self.fallback)])
             pred_poses = np.full((len(gt_angles), 6), np.nan)
             hit = choice >= 0
             pred_poses[hit] = poses[choice[hit]]
@@ -152,7 +153,7 @@ class HeadPoseMetric(BaseMetric):
             keep = np.isfinite(angles).all(1)
         else:
             keep = poses.valid.cpu().numpy()
-            angles = pose_to_euler(poses.tensor.double()).cpu().numpy()
+            angles = rotvec_to_euler(poses.tensor[:, :3].double(), 'aflw').cpu().numpy()
         angles, translations, boxes = angles[keep], translations[keep], boxes[keep]
         if self.selection == 'iou' and not np.isfinite(boxes).all():
             raise ValueError(f'{sample_name(data_sample)}: IoU face selection needs a '
@@ -180,10 +181,10 @@ class HeadPoseMetric(BaseMetric):
         metrics: Dict[str, float] = {}
         if rows.any():
             pr_rot = torch.from_numpy(rot_pred[rows])
-            errors = angle_errors(pose_to_euler(pr_rot).numpy(), gt_angles[rows],
+            errors = angle_errors(rotvec_to_euler(pr_rot, 'aflw').numpy(), gt_angles[rows],
                                   self.wrap_angles)
             pitch, yaw, roll = errors.mean(0)
-            gt_rot = euler_to_rotvec(torch.from_numpy(gt_angles[rows]))
+            gt_rot = euler_to_rotvec(torch.from_numpy(gt_angles[rows]), 'aflw')
             geodesic = torch.rad2deg(rotation_angle_between(gt_rot, pr_rot)).mean().item()
         else:
             pitch = yaw = roll = geodesic = float('nan')

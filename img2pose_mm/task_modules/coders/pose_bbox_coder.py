@@ -52,9 +52,9 @@ class PoseBBoxCoder(BaseBBoxCoder, nn.Module):
 
     Args:
         face_model: a :class:`~img2pose_mm.structures.FaceModel` or its arguments
-            (``dict(reference_points=..., rotation_method=..., ...)``); ``None`` = the
-            packaged face with the default rules, silently replaced by a checkpoint's
-            (a declared face that differs from the checkpoint's warns).
+            (``dict(reference_points=..., rotation_method=..., ...)``); ``None`` or
+            ``dict()`` = the packaged face with the default rules, silently replaced by a
+            checkpoint's (a declared face that differs from the checkpoint's warns).
         pose_mean, pose_stddev: statistics of box-local GT poses: 6 numbers or an
             ``.npy`` path (e.g. ``WIDER_train_pose_mean_v1.npy``). Defaults 0 / 1.
     """
@@ -69,7 +69,9 @@ class PoseBBoxCoder(BaseBBoxCoder, nn.Module):
         nn.Module.__init__(self)
         BaseBBoxCoder.__init__(self, use_box_type=use_box_type)
         self.face_model = FaceModel.build(face_model)
-        self.face_model.declared = face_model is not None
+        # a face named in the config (any field given) is worth a warning when a checkpoint
+        # brings another one; the default face is silently replaced
+        self.face_model.declared = isinstance(face_model, FaceModel) or bool(face_model)
         self.register_buffer('pose_mean', load_pose_stats(pose_mean, 0.0, 'pose_mean'))
         self.register_buffer('pose_stddev', load_pose_stats(pose_stddev, 1.0, 'pose_stddev'))
 

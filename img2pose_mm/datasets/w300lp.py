@@ -1,0 +1,359 @@
+"""300W-LP: the release's file layout, read into the img2pose JSON list with the
+ground-truth angles (``pose_para``) that the LMDB converter's ``'pose_para'`` labelling
+uses (the engine of ``tools/dataset_converters/300wlp_to_json.py``).
+
+Layout (the official release)::
+
+    <root>/AFW/AFW_134212_1_0.jpg
+    <root>/AFW/AFW_134212_1_0.mat        # pt2d (2 x 68), Pose_Para (1 x 7), Shape_Para, ...
+    <root>/AFW_Flip/AFW_134212_1_0.jpg   # mirrored copies, with the pt2d and Pose_Para
+    <root>/AFW_Flip/AFW_134212_1_0.mat   #   of the mirrored image
+    <root>/HELEN, HELEN_Flip, IBUG, IBUG_Flip, LFPW, LFPW_Flip
+    <root>/landmarks/AFW/AFW_134212_1_0_pts.mat   # pts_2d, pts_3d (68 x 2); no _Flip folders
+    <root>/Code/                          # ignored, as is every folder without images
+
+``Pose_Para`` = ``[pitch, yaw, roll, tx, ty, tz, scale]``: the angles in radians (the
+rest is 3DDFA's weak-perspective projection and is not used). Landmarks are taken as
+written (pixel coordinates, no shift).
+
+Landmark sources (``landmarks=``):
+
+* ``'pt2d'`` (default): ``pt2d`` of the ``.mat`` beside the image, the landmarks of the
+  fitted 3D face in that image. Every image has them, the flipped copies included, so
+  one rule labels the whole set.
+* ``'pts_2d'`` / ``'pts_3d'``: ``landmarks/<subset>/<stem>_pts.mat`` (``pts_2d``: the
+  2D-style 300-W markup whose jaw line follows the visible contour; ``pts_3d``: the
+  3D-style markup of AFLW2000-3D's ``pt3d_68``, which the AFLW2000-3D protocol boxes).
+  The release has no such files for the ``_Flip`` folders: those images (and any other
+  without one) fall back to their own ``pt2d``, counted in the summary.
+
+One JSON line per image (one face)::
+
+    {"image_path": "AFW/AFW_134212_1_0.jpg", "bboxes": [[x1, y1, x2, y2]],
+     "landmarks": [[[x, y] * 68]], "pose_para": [[pitch, yaw, roll]]}
+
+``image_path`` is relative to the data root (give it to the LMDB converter as
+``--image-root``); ``bboxes`` is the landmarks' extent, which the original's loader only
+checks (x1 < x2, y1 < y2): the ``'pose_para'`` labelling replaces it by the roll-aware box
+of the landmarks (:func:`~img2pose_mm.datasets.face_annotations.label_faces`).
+
+Bad samples — a ``.mat`` without ``Pose_Para`` or ``pt2d``, landmarks of the wrong
+shape or not finite, an image without its ``.mat`` or a ``.mat`` without its image — are
+reported with the file and what is wrong and left out; ``strict=True`` stops at the
+first one instead. The list is written as ``<out>.partial`` and renamed when complete;
+``resume=True`` keeps the lines an interrupted run had written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import os.path as osp
+import sys
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+import numpy as np
+
+from .face_annotations import AnnotationError
+
+#: Where the landmarks of a sample come from (see the module docstring).
+LANDMARK_SOURCES = ('pt2d', 'pts_2d', 'pts_3d')
+#: Suffix of the folders that hold the mirrored copies.
+FLIP_SUFFIX = '_Flip'
+#: Folders of the release that hold no samples.
+IGNORED_FOLDERS = ('landmarks', 'Code')
+IMAGE_EXTENSION = '.jpg'
+NUM_LANDMARKS = 68
+
+
+# ----------------------------------------------------------------------------- reading
+def _loadmat(path: str, names: Sequence[str]) -> Dict[str, Any]:
+    from scipy.io import loadmat
+    if not osp.isfile(path):
+        raise AnnotationError(f'{path}: file not found')
+    try:
+        return loadmat(path, variable_names=list(names))
+    except Exception as err:  # scipy raises several types on a corrupt file
+        raise AnnotationError(f'{path}: cannot read .mat file ({err})') from None
+
+
+def _landmark_array(value: Any, path: str, name: str, shape: Tuple[int, int]) -> np.ndarray:
+    """``value`` as float64 of ``shape``; :class:`AnnotationError` naming the file if not."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise AnnotationError(f'{path}: {name} is not a numeric array') from None
+    if arr.shape != shape:
+        raise AnnotationError(f'{path}: {name} must be {shape[0]} x {shape[1]}, got '
+                              + ' x '.join(str(n) for n in arr.shape))
+    if not np.isfinite(arr).all():
+        raise AnnotationError(f'{path}: {name} contains NaN or inf')
+    return arr
+
+
+def read_300wlp_mat(path: str, with_landmarks: bool = True) -> Dict[str, Any]:
+    """``Pose_Para`` and ``pt2d`` of one 300W-LP ``.mat``.
+
+    Returns:
+        dict with ``pose_para`` ``(K,)`` float64 (K >= 3: pitch, yaw, roll, ...) and
+        ``landmarks`` ``(68, 2)`` (the transposed ``pt2d``; ``None`` without
+        ``with_landmarks``).
+
+    Raises:
+        AnnotationError: the file is missing or unreadable, lacks a variable, or holds
+            a ``pt2d`` that is not 2 x 68 or angles / landmarks that are not finite (the
+            message names the file).
+    """
+    names = ('Pose_Para', 'pt2d') if with_landmarks else ('Pose_Para',)
+    mat = _loadmat(path, names)
+    for name in names:
+        if name not in mat:
+            raise AnnotationError(f'{path}: missing variable {name!r}')
+    try:
+        pose_para = np.asarray(mat['Pose_Para'], dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise AnnotationError(f'{path}: Pose_Para is not a numeric array') from None
+    if pose_para.size < 3:
+        raise AnnotationError(f'{path}: Pose_Para must hold at least pitch, yaw, roll, got '
+                              f'{pose_para.size} values')
+    if not np.isfinite(pose_para[:3]).all():
+        raise AnnotationError(f'{path}: Pose_Para angles contain NaN or inf')
+    landmarks = None
+    if with_landmarks:
+        landmarks = _landmark_array(mat['pt2d'], path, 'pt2d', (2, NUM_LANDMARKS)).T
+    return dict(pose_para=pose_para, landmarks=landmarks)
+
+
+def read_300wlp_pts(path: str, name: str = 'pts_3d') -> np.ndarray:
+    """The ``(68, 2)`` ``pts_2d`` or ``pts_3d`` of a ``landmarks/<subset>/<stem>_pts.mat``.
+
+    Raises:
+        AnnotationError: missing or unreadable file, missing variable, wrong shape or
+            values that are not finite (the message names the file).
+    """
+    if name not in ('pts_2d', 'pts_3d'):
+        raise ValueError(f"name must be 'pts_2d' or 'pts_3d', got {name!r}")
+    mat = _loadmat(path, (name,))
+    if name not in mat:
+        raise AnnotationError(f'{path}: missing variable {name!r}')
+    return _landmark_array(mat[name], path, name, (NUM_LANDMARKS, 2))
+
+
+# ----------------------------------------------------------------------------- samples
+def find_300wlp_subsets(root: str, subsets: Optional[Sequence[str]] = None,
+                        flipped: bool = True) -> List[str]:
+    """The sample folders under ``root`` (sorted): every folder with ``.jpg`` or ``.mat``
+    files except ``landmarks`` and ``Code``; only ``subsets`` when given; without the
+    ``_Flip`` folders when ``flipped`` is false.
+
+    Raises:
+        FileNotFoundError: ``root`` or a named subset does not exist, or no folder holds
+            samples.
+    """
+    if not osp.isdir(root):
+        raise FileNotFoundError(f'300W-LP folder not found: {root}')
+    if subsets:
+        missing = [s for s in subsets if not osp.isdir(osp.join(root, s))]
+        if missing:
+            raise FileNotFoundError(f'300W-LP subsets not found under {root}: {missing}')
+        names = sorted(set(subsets))
+    else:
+        names = sorted(n for n in os.listdir(root) if osp.isdir(osp.join(root, n))
+                       and n not in IGNORED_FOLDERS and not n.startswith('.')
+                       and any(f.endswith((IMAGE_EXTENSION, '.mat'))
+                               for f in os.listdir(osp.join(root, n))))
+    if not flipped:
+        names = [n for n in names if not n.endswith(FLIP_SUFFIX)]
+    if not names:
+        raise FileNotFoundError(f'no 300W-LP sample folder (with .jpg / .mat files) under {root}')
+    return names
+
+
+def find_300wlp_samples(root: str, subsets: Optional[Sequence[str]] = None,
+                        flipped: bool = True) -> List[Tuple[str, str]]:
+    """``(subset, stem)`` of every image or ``.mat`` of the sample folders, sorted.
+
+    Stems with only an image or only a ``.mat`` are listed too, so that the conversion
+    reports them.
+    """
+    samples = []
+    for subset in find_300wlp_subsets(root, subsets, flipped):
+        files = os.listdir(osp.join(root, subset))
+        stems = {f[:-len(ext)] for f in files for ext in (IMAGE_EXTENSION, '.mat')
+                 if f.endswith(ext)}
+        samples.extend((subset, stem) for stem in sorted(stems))
+    return samples
+
+
+def pts_path(root: str, subset: str, stem: str) -> str:
+    """Path of the ``landmarks/`` file of a sample."""
+    return osp.join(root, 'landmarks', subset, f'{stem}_pts.mat')
+
+
+def sample_entry(root: str, subset: str, stem: str, landmarks: str = 'pt2d'
+                 ) -> Tuple[Dict[str, Any], bool]:
+    """The JSON-list entry of one sample (see the module docstring).
+
+    Returns:
+        the entry and whether a ``pts_*`` source fell back to the sample's ``pt2d``.
+
+    Raises:
+        AnnotationError: the sample cannot be used (the message names the file).
+    """
+    if landmarks not in LANDMARK_SOURCES:
+        raise ValueError(f'landmarks must be one of {LANDMARK_SOURCES}, got {landmarks!r}')
+    stem_path = osp.join(root, subset, stem)
+    mat_path, image_path = stem_path + '.mat', stem_path + IMAGE_EXTENSION
+    if not osp.isfile(mat_path):
+        raise AnnotationError(f'{image_path}: annotation not found ({mat_path})')
+    if not osp.isfile(image_path):
+        raise AnnotationError(f'{mat_path}: image not found ({image_path})')
+    pts = pts_path(root, subset, stem) if landmarks != 'pt2d' else None
+    fell_back = pts is not None and not osp.isfile(pts)
+    ann = read_300wlp_mat(mat_path, with_landmarks=pts is None or fell_back)
+    points = ann['landmarks'] if pts is None or fell_back else read_300wlp_pts(pts, landmarks)
+    box = [float(points[:, 0].min()), float(points[:, 1].min()),
+           float(points[:, 0].max()), float(points[:, 1].max())]
+    entry = dict(image_path=f'{subset}/{stem}{IMAGE_EXTENSION}', bboxes=[box],
+                 landmarks=[points.tolist()],
+                 pose_para=[[float(v) for v in ann['pose_para'][:3]]])
+    return entry, fell_back
+
+
+# ----------------------------------------------------------------------------- conversion
+def _read_partial(path: str) -> Tuple[List[str], Set[str]]:
+    """Complete lines of an interrupted run's list and the images they cover (a last line
+    cut by the interruption is dropped)."""
+    lines, done = [], set()
+    with open(path, encoding='utf-8') as f:
+        for text in f:
+            try:
+                entry = json.loads(text)
+                image_path = entry['image_path']
+            except (json.JSONDecodeError, KeyError, TypeError):
+                break
+            if not text.endswith('\n'):
+                break
+            lines.append(text)
+            done.add(image_path)
+    return lines, done
+
+
+def convert_300wlp(root: str, out_json: str, landmarks: str = 'pt2d',
+                   subsets: Optional[Sequence[str]] = None, flipped: bool = True,
+                   strict: bool = False, resume: bool = False, progress: bool = True,
+                   log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+    """Write the JSON list of a 300W-LP release (see the module docstring).
+
+    Args:
+        root: the release folder (``AFW/``, ``AFW_Flip/``, ..., ``landmarks/``).
+        out_json: the JSON list to write (written as ``<out_json>.partial`` first).
+        landmarks: ``'pt2d'``, ``'pts_2d'`` or ``'pts_3d'`` (see the module docstring).
+        subsets: only these folders (e.g. ``['AFW', 'AFW_Flip']``); default: all.
+        flipped: include the ``_Flip`` folders.
+        strict: stop at the first bad sample (:class:`AnnotationError`); the lines
+            written so far stay in ``<out_json>.partial`` for ``resume``. Default: report
+            it and go on.
+        resume: continue ``<out_json>.partial`` of an interrupted run made with the same
+            options.
+        progress: show a progress bar.
+        log: where messages go (default: stderr).
+
+    Returns:
+        dict with ``json`` (the list), ``images`` (lines written, reused included),
+        ``reused``, ``skipped`` (``(subset/stem, reason)`` of the bad samples; the
+        reason names the file), ``fallbacks``
+        (images whose ``pts_*`` file is missing and whose ``pt2d`` was used) and
+        ``subsets``.
+
+    Raises:
+        FileNotFoundError: no 300W-LP folder or sample folder.
+        ValueError: ``resume`` of a run made with other options.
+        AnnotationError: a bad sample with ``strict``.
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if landmarks not in LANDMARK_SOURCES:
+        raise ValueError(f'landmarks must be one of {LANDMARK_SOURCES}, got {landmarks!r}')
+    root = osp.abspath(root)
+    names = find_300wlp_subsets(root, subsets, flipped)
+    samples = find_300wlp_samples(root, names)
+    out_json = osp.abspath(out_json)
+    os.makedirs(osp.dirname(out_json), exist_ok=True)
+    partial, meta_path = out_json + '.partial', out_json + '.partial.meta'
+    options = dict(root=root, landmarks=landmarks, subsets=names)
+    lines: List[str] = []
+    done: Set[str] = set()
+    if resume and osp.exists(partial):
+        previous = {}
+        if osp.isfile(meta_path):
+            with open(meta_path, encoding='utf-8') as f:
+                previous = json.load(f)
+        changed = sorted(k for k in options if previous.get(k) != options[k])
+        if changed:
+            raise ValueError(f'cannot resume {partial}: it was made with different '
+                             f'{", ".join(changed)}; delete it or run without resume')
+        lines, done = _read_partial(partial)
+        log(f'resuming {partial}: {len(lines)} images already written')
+    elif osp.exists(partial):
+        log(f'removing the unfinished {partial} (resume=True / --resume continues it)')
+    with open(meta_path, 'w', encoding='utf-8') as f:
+        json.dump(options, f)
+    skipped: List[Tuple[str, str]] = []
+    fallbacks: List[str] = []
+    bar = None
+    if progress and samples:
+        from mmengine.utils import ProgressBar
+        bar = ProgressBar(len(samples), file=sys.stderr)
+    written = len(lines)
+    with open(partial, 'w', encoding='utf-8') as out:
+        out.writelines(lines)          # the complete lines of the interrupted run
+        out.flush()
+        for subset, stem in samples:
+            if f'{subset}/{stem}{IMAGE_EXTENSION}' not in done:
+                try:
+                    entry, fell_back = sample_entry(root, subset, stem, landmarks)
+                except AnnotationError as err:
+                    if strict:
+                        raise
+                    skipped.append((f'{subset}/{stem}', str(err)))
+                    log(f'\nskipped: {err}')
+                else:
+                    out.write(json.dumps(entry) + '\n')
+                    out.flush()
+                    written += 1
+                    if fell_back:
+                        fallbacks.append(entry['image_path'])
+            if bar is not None:
+                bar.update()
+    if bar is not None:
+        sys.stderr.write('\n')
+    os.replace(partial, out_json)
+    os.remove(meta_path)
+    summary = dict(json=out_json, images=written, reused=len(lines), skipped=skipped,
+                   fallbacks=fallbacks, subsets=names)
+    log(format_summary(summary, landmarks))
+    return summary
+
+
+def format_summary(summary: Dict[str, Any], landmarks: str = 'pt2d',
+                   max_examples: int = 10) -> str:
+    """Human-readable summary of :func:`convert_300wlp`."""
+    lines = [f'300W-LP -> JSON list done: {summary["json"]}',
+             f'  folders: {", ".join(summary["subsets"])}',
+             f'  images: {summary["images"]}'
+             + (f' ({summary["reused"]} kept from the interrupted run)'
+                if summary['reused'] else ''),
+             f'  landmarks: {landmarks}']
+    if summary['fallbacks']:
+        lines.append(f'  images without a landmarks/ file (their pt2d used): '
+                     f'{len(summary["fallbacks"])}')
+    lines.append(f'  skipped samples: {len(summary["skipped"])}')
+    for _, reason in summary['skipped'][:max_examples]:
+        lines.append(f'    {reason}')
+    if len(summary['skipped']) > max_examples:
+        lines.append(f'    ... and {len(summary["skipped"]) - max_examples} more')
+    return '\n'.join(lines)
+
+
+__all__ = ['LANDMARK_SOURCES', 'FLIP_SUFFIX', 'read_300wlp_mat', 'read_300wlp_pts',
+           'find_300wlp_subsets', 'find_300wlp_samples', 'pts_path', 'sample_entry',
+           'convert_300wlp', 'format_summary']

@@ -10,8 +10,6 @@ gives: the same detections, boxes within 1 px, scores within 1e-4, rotations wit
 has an ulp of 4e-6, and the decode scales the network's local depth by ``f / box size``,
 so the two runtimes' last-bit differences in the network output reach ~1e-6 of it).
 """
-import math
-
 import numpy as np
 import onnx
 import pytest
@@ -28,7 +26,13 @@ from .test_tools import load_script
 
 PHOTOS = ('astronaut', 'camera', 'coffee', 'chelsea', 'rocket')
 SIZES = ((100, 300), (150, 450))          # (min_size, max_size): ~100 and ~150 px photos
-FAST_OPTIONS = [f'{k}={v}' for k, v in FAST_CFG.items()]
+# the graphs' score threshold (test_cfg.rcnn.score_thr is baked in at export); PyTorch
+# runs with it too (Img2Pose's score_threshold lowers PyTorch's, not a graph's), low
+# enough that the seeded converted weights find faces in every photo at ~100 px (their
+# best face score on chelsea is 0.009 with 60 proposals)
+SCORE_THR = 0.002
+EXPORT_CFG = dict(FAST_CFG, **{'model.test_cfg.rcnn.score_thr': SCORE_THR})
+FAST_OPTIONS = [f'{k}={v}' for k, v in EXPORT_CFG.items()]
 
 
 @pytest.fixture(scope='module')
@@ -49,34 +53,20 @@ def tiny_graph(tiny_checkpoint, tmp_path_factory):
 
 
 def original_layout_checkpoint(directory):
-    """Original-layout (torchvision) weights converted by tools/model_converters with the
-    original's decode (integer box centre) and Markley's nearest rotation.
-
-    The RoI head gets fan-in scaled weights and the RPN a spread objectness (logits about
-    -4 +- 2), so that scores and poses are those of a working detector rather than
-    saturated or all equal.
-    """
-    from tests.test_models.test_converter import (
-        converter,
-        original_state_dict,
-        torchvision_img2pose,
+    """Seeded original-layout weights (:mod:`img2pose_mm.testing`, scaled like a working
+    detector's) converted by tools/model_converters with the original's decode (integer
+    box centre) and Markley's nearest rotation."""
+    from img2pose_mm.testing import (
+        SEEDED_POSE_MEAN,
+        SEEDED_POSE_STDDEV,
+        save_original_checkpoint,
     )
-
-    backbone, rpn = torchvision_img2pose(seed=3)
-    state = original_state_dict(backbone, rpn)['fpn_model']
-    generator = torch.Generator().manual_seed(4)
-    for key, value in state.items():
-        if key.startswith('roi_heads.') and value.dim() == 2:
-            value.copy_(torch.randn(value.shape, generator=generator) / math.sqrt(value.shape[1]))
-        elif key.startswith('roi_heads.') and value.is_floating_point():
-            value.fill_(1.0 if key.endswith(('1.weight', 'running_var')) else 0.0)
-    state['rpn.head.cls_logits.weight'].normal_(0, 0.1, generator=generator)
-    state['rpn.head.cls_logits.bias'].fill_(-4.0)
-    src, dst = directory / 'img2pose_v1.pth', directory / 'img2pose_v1_mmdet.pth'
-    torch.save({'fpn_model': state}, src)
-    np.save(directory / 'mean.npy', np.array([0.1, -0.2, 0.05, 0.0, 0.1, 5.0]))
-    np.save(directory / 'std.npy', np.array([0.3, 0.4, 0.2, 0.2, 0.2, 1.5]))
-    converter.convert(str(src), str(dst), pose_mean=str(directory / 'mean.npy'),
+    converter = load_script('tools/model_converters/img2pose_to_mmdet.py')
+    src = save_original_checkpoint(str(directory / 'img2pose_v1.pth'), seed=3)
+    dst = directory / 'img2pose_v1_mmdet.pth'
+    np.save(directory / 'mean.npy', SEEDED_POSE_MEAN)
+    np.save(directory / 'std.npy', SEEDED_POSE_STDDEV)
+    converter.convert(src, str(dst), pose_mean=str(directory / 'mean.npy'),
                       pose_stddev=str(directory / 'std.npy'), rotation_method='markley')
     return dst
 
@@ -87,7 +77,7 @@ def converted_graph(tmp_path_factory):
     directory = tmp_path_factory.mktemp('converted')
     checkpoint = original_layout_checkpoint(directory)
     with msf.torch_threads(2):
-        detector = Img2Pose(checkpoint=checkpoint, device='cpu', cfg_options=FAST_CFG)
+        detector = Img2Pose(checkpoint=checkpoint, device='cpu', cfg_options=EXPORT_CFG)
         out = export_onnx(detector.model, directory / 'converted.onnx', dynamic=True,
                           input_shape=(96, 128), checkpoint=str(checkpoint))
     return checkpoint, out
@@ -117,7 +107,8 @@ def compare_backends(photos, sizes, graph, **pytorch_kwargs):
     """Both backends on every photo at every size; returns the deviations."""
     deviations = {}
     for min_size, max_size in sizes:
-        size = dict(min_size=min_size, max_size=max_size, score_threshold=0.0, device='cpu')
+        size = dict(min_size=min_size, max_size=max_size, score_threshold=SCORE_THR,
+                    device='cpu')
         reference = Img2Pose(batch_size=1, cfg_options=FAST_CFG, **size, **pytorch_kwargs)
         exported = Img2Pose(backend='onnxruntime', onnx_file=graph, **size)
         arrays = [reference._load_one(photo) for photo in photos.values()]
@@ -158,13 +149,25 @@ def test_alignment_with_the_graph(tiny_graph, tiny_checkpoint, photos):
     """Faces, keypoints and aligned crops of the graph are PyTorch's."""
     path, _, _ = tiny_checkpoint
     image = photos['astronaut']
-    size = dict(min_size=150, max_size=450, score_threshold=0.0, max_faces=3, device='cpu')
+    size = dict(min_size=150, max_size=450, score_threshold=SCORE_THR, max_faces=3,
+                device='cpu')
     with msf.torch_threads(2):
-        reference = Img2Pose(config=CONFIG, checkpoint=path, cfg_options=FAST_CFG, **size)
+        reference = Img2Pose(config=CONFIG, checkpoint=path, cfg_options=EXPORT_CFG, **size)
         exported = Img2Pose(backend='onnxruntime', onnx_file=tiny_graph, **size)
         faces = reference.detect_and_align(image, output_size=64, return_array=True)
         graph_faces = exported.detect_and_align(image, output_size=64, return_array=True)
+        # the face dict's other contents come from the poses: Euler angles, 68 landmarks,
+        # poses in a user camera
+        extra = dict(euler='XYZ', landmarks=68, camera=900.0)
+        user = reference.detect_faces(image, **extra)
+        graph_user = exported.detect_faces(image, **extra)
     assert len(faces) == len(graph_faces) == 3
+    assert len(user) == len(graph_user) == 3
+    for face, graph_face in zip(user, graph_user):
+        np.testing.assert_allclose(graph_face['landmarks'], face['landmarks'], atol=1e-2)
+        np.testing.assert_allclose(graph_face['pose'], face['pose'], rtol=1e-4, atol=1e-4)
+        for name, angle in face['euler'].items():
+            assert graph_face['euler'][name] == pytest.approx(angle, abs=1e-2)   # degrees
     np.testing.assert_array_equal(exported.reference_points, reference.reference_points)
     for face, graph_face in zip(faces, graph_faces):
         assert graph_face['confidence'] == pytest.approx(face['confidence'], abs=1e-4)
@@ -243,10 +246,12 @@ def test_bad_graphs_and_images(tiny_graph, tmp_path):
     with pytest.raises(ValueError, match='backend must be one of'):
         Img2Pose(backend='tensorrt')
     with pytest.warns(UserWarning, match='below the score threshold'):
-        detector = Img2Pose(backend='onnxruntime', onnx_file=tiny_graph, score_threshold=0.01,
+        detector = Img2Pose(backend='onnxruntime', onnx_file=tiny_graph, score_threshold=0.0005,
                             min_size=96, max_size=128)
     with pytest.raises(TypeError, match='image'):
         detector.detect_faces(object())
+    with pytest.raises(NotImplementedError, match='tiny.onnx makes its own proposals'):
+        detector.estimate_poses(np.zeros((96, 128, 3), np.uint8), [[10, 10, 50, 60]])
     with pytest.raises(FileNotFoundError, match='nowhere.jpg'):
         detector.detect_faces(tmp_path / 'nowhere.jpg')
     graph = detector.model

@@ -2,14 +2,19 @@
 
 Two graphs are exported (each export takes a while, so once per module): the tiny
 checkpoint trained in the session (fractional box centre, SVD nearest rotation) through
-``tools/deployment/export_onnx.py``, and a checkpoint converted from original-layout
-weights (integer box centre, Markley rotation) through the library. Both run the
+``tools/deployment/export_onnx.py``, and seeded original-layout weights converted by the
+model converter (integer box centre, Markley rotation) through the library. Both run the
 scikit-image photos at two sizes through one dynamic graph and must give what PyTorch
 gives: the same detections, boxes within 1 px, scores within 1e-4, rotations within
-1e-4 rad, translations within 1e-4 of their size (float32: a translation of ~50 units
-has an ulp of 4e-6, and the decode scales the network's local depth by ``f / box size``,
-so the two runtimes' last-bit differences in the network output reach ~1e-6 of it).
+1e-4 rad, translations within 1e-4 of their length and every pose number within 1e-3.
+Measured: boxes equal, scores within 4e-6, every pose number within 7e-5. The absolute
+bound is looser because a translation is ~10-250 units long: the runtimes sum
+convolutions and MLPs in different orders, the network outputs differ by a few float32
+ulps (~1e-6 relative), and the decode scales the box-local translation by the image's
+focal length over the box's, which keeps the relative difference only.
 """
+import os
+
 import numpy as np
 import onnx
 import pytest
@@ -93,6 +98,7 @@ def assert_same_detections(reference, exported, what):
     deviation = dict(
         boxes=float((out.bboxes - ref.bboxes).abs().max()),
         scores=float((out.scores - ref.scores).abs().max()),
+        poses=float((out.poses - ref.poses).abs().max()),
         rotation=float((out.poses[:, :3] - ref.poses[:, :3]).abs().max()),
         translation=float(((out.poses[:, 3:] - ref.poses[:, 3:]).norm(dim=1)
                            / ref.poses[:, 3:].norm(dim=1)).max()))
@@ -100,6 +106,7 @@ def assert_same_detections(reference, exported, what):
     assert deviation['scores'] <= 1e-4, (what, deviation)
     assert deviation['rotation'] <= 1e-4, (what, deviation)
     assert deviation['translation'] <= 1e-4, (what, deviation)
+    assert deviation['poses'] <= 1e-3, (what, deviation)
     return deviation
 
 
@@ -109,7 +116,7 @@ def compare_backends(photos, sizes, graph, **pytorch_kwargs):
     for min_size, max_size in sizes:
         size = dict(min_size=min_size, max_size=max_size, score_threshold=SCORE_THR,
                     device='cpu')
-        reference = Img2Pose(batch_size=1, cfg_options=FAST_CFG, **size, **pytorch_kwargs)
+        reference = Img2Pose(batch_size=1, cfg_options=EXPORT_CFG, **size, **pytorch_kwargs)
         exported = Img2Pose(backend='onnxruntime', onnx_file=graph, **size)
         arrays = [reference._load_one(photo) for photo in photos.values()]
         shapes = set()
@@ -118,6 +125,11 @@ def compare_backends(photos, sizes, graph, **pytorch_kwargs):
             assert len(ref.pred_instances) > 0, name
             deviations[name, min_size] = assert_same_detections(ref, out, (name, min_size))
         assert len(shapes) > 1           # several input sizes through the one graph
+    worst = {key: max(d[key] for d in deviations.values()) for key in ('boxes', 'scores',
+                                                                        'poses', 'rotation',
+                                                                        'translation')}
+    print(f'{os.path.basename(str(graph))}: {len(deviations)} images, largest deviations '
+          f'{worst}')
     return deviations
 
 

@@ -53,7 +53,7 @@ def tiny_graph(tiny_checkpoint, tmp_path_factory):
     tool = load_script('tools/deployment/export_onnx.py')
     with msf.torch_threads(2):
         assert tool.main([str(CONFIG), str(path), str(out), '--dynamic', '--shape', '96', '128',
-                          '--cfg-options', *FAST_OPTIONS]) == 0
+                          '--verify', 'random', '--cfg-options', *FAST_OPTIONS]) == 0
     return out
 
 

@@ -59,18 +59,29 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f'error: {err}', file=sys.stderr)
         return 1
     start = time.perf_counter()
-    export_onnx(detector.model, args.output, dynamic=args.dynamic, input_shape=args.shape,
-                opset=args.opset, simplify=not args.no_simplify, checkpoint=args.checkpoint)
+    try:
+        export_onnx(detector.model, args.output, dynamic=args.dynamic, input_shape=args.shape,
+                    opset=args.opset, simplify=not args.no_simplify,
+                    checkpoint=args.checkpoint)
+    except (TypeError, ValueError, ImportError) as err:     # what cannot be exported, and why
+        print(f'error: {err}', file=sys.stderr)
+        return 1
     print(f'saved {args.output} ({time.perf_counter() - start:.0f} s, checked with '
           'onnx.checker)')
     if args.verify:
-        report = verify(detector, args.output, args.verify, args.shape, args.dynamic)
-        print(report)
+        print(verify(detector, args.checkpoint, args.output, args.verify, args.shape,
+                     args.dynamic))
     return 0
 
 
-def verify(detector, onnx_file: str, image: str, shape, dynamic: bool) -> str:
-    """PyTorch and onnxruntime on one image: detection counts and largest differences."""
+def verify(detector, checkpoint: str, onnx_file: str, image: str, shape,
+           dynamic: bool) -> str:
+    """PyTorch and onnxruntime on one image: detection counts and largest differences.
+
+    A fixed-size graph gets the image resized to its size, and both detectors keep it.
+    """
+    import cv2
+
     from img2pose_mm.apis import Img2Pose, load_image
     from img2pose_mm.deployment.comparison import compare_detections
 
@@ -78,8 +89,13 @@ def verify(detector, onnx_file: str, image: str, shape, dynamic: bool) -> str:
         array = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
     else:
         array = load_image(image)
+    sizes = {}
+    if not dynamic:
+        array = cv2.resize(array, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+        sizes = dict(min_size=min(shape), max_size=max(shape))
+        detector = Img2Pose(config=detector.cfg, checkpoint=checkpoint, device='cpu', **sizes)
     graph = Img2Pose(backend='onnxruntime', onnx_file=onnx_file, config=detector.cfg,
-                     device='cpu', score_threshold=0.0)
+                     device='cpu', score_threshold=detector.score_threshold, **sizes)
     reference = detector.predict([array])[0].pred_instances
     exported = graph.predict([array])[0].pred_instances
     return 'PyTorch vs onnxruntime: ' + compare_detections(reference, exported).summary()

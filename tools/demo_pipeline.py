@@ -3,7 +3,8 @@
 
 1. render the synthetic 6DoF face dataset and convert it to LMDB
    (``tools/dataset_converters/make_synthetic_faces.py``);
-2. train ``configs/img2pose_r18_demo.py`` with ``tools/train.py``;
+2. train ``configs/img2pose_r18_demo.py`` (or ``--config``, e.g. the one-stage
+   ``configs/retina_img2pose_r18_demo.py``) with ``tools/train.py``;
 3. test the checkpoint with ``tools/test.py`` (face AP and head-pose errors) and
    draw the predictions (``--show-dir``);
 4. compare with trivial baselines and print/save a results table
@@ -30,6 +31,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from img2pose_mm.apis.model_config import pose_coder_cfgs  # noqa: E402
 from img2pose_mm.structures import pose_to_euler  # noqa: E402
 
 
@@ -113,11 +115,14 @@ def main() -> int:
     work = (REPO / args.work_dir).resolve()
     data = (REPO / args.data_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
+    from mmengine.config import Config
+    config = Config.fromfile(str(REPO / args.config))
     data_opts = [f'data_root={data}/', f'train_dataloader.dataset.data_root={data}/',
                  f'val_dataloader.dataset.data_root={data}/',
-                 f'test_dataloader.dataset.data_root={data}/',
-                 f'model.roi_head.bbox_head.bbox_coder.pose_mean={data}/train_pose_mean.npy',
-                 f'model.roi_head.bbox_head.bbox_coder.pose_stddev={data}/train_pose_stddev.npy']
+                 f'test_dataloader.dataset.data_root={data}/']
+    for path, _ in pose_coder_cfgs(config.model):   # two-stage, cascade or one-stage heads
+        data_opts += [f'{path}.pose_mean={data}/train_pose_mean.npy',
+                      f'{path}.pose_stddev={data}/train_pose_stddev.npy']
     cfg_opts = data_opts + list(args.cfg_options)
 
     # 1. data
@@ -128,8 +133,7 @@ def main() -> int:
     # 2. training (resumes an interrupted run; a finished one is reused)
     train_dir = work / 'train'
     final = sorted(glob.glob(str(train_dir / 'epoch_*.pth')), key=os.path.getmtime)
-    from mmengine.config import Config
-    max_epochs = Config.fromfile(str(REPO / args.config)).train_cfg.max_epochs
+    max_epochs = config.train_cfg.max_epochs
     done = train_dir / f'epoch_{max_epochs}.pth'
     if not done.exists():
         resume = ['--resume'] if final else []

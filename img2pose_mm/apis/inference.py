@@ -231,7 +231,8 @@ class Img2Pose:
         pred = sample.pred_instances
         if 'poses' not in pred:
             raise RuntimeError('the model predicts no poses (pred_instances.poses): Img2Pose '
-                               'needs a detector with the img2pose 6DoF head (DoFRoIHead)')
+                               'needs a detector with an img2pose 6DoF head (DoFRoIHead, '
+                               'DoFRetinaHead)')
         scores = pred.scores.detach().double()
         keep = scores >= self.score_threshold
         order = torch.argsort(scores[keep], descending=True, stable=True)

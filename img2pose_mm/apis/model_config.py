@@ -15,7 +15,7 @@ import copy
 import os
 import warnings
 from pathlib import Path
-from typing import Any, List, Optional, Union
+from typing import Any, List, Optional, Tuple, Union
 
 import torch
 from mmengine.config import Config, ConfigDict
@@ -97,6 +97,25 @@ def load_config(config: Union[str, os.PathLike, Config, None], checkpoint: Optio
     return cfg
 
 
+def pose_coder_cfgs(node: Any, path: str = 'model') -> List[Tuple[str, dict]]:
+    """Every ``PoseBBoxCoder`` config inside a model config, with its dotted path.
+
+    Paths are ``--cfg-options`` keys (list items by index): ``model.roi_head.bbox_head.
+    bbox_coder`` (two-stage), ``model.roi_head.bbox_head.0.bbox_coder`` (cascades),
+    ``model.bbox_head.bbox_coder`` (one-stage).
+    """
+    found: List[Tuple[str, dict]] = []
+    if isinstance(node, dict):
+        if str(node.get('type', '')).split('.')[-1] == 'PoseBBoxCoder':
+            found.append((path, node))
+        for key, value in node.items():
+            found += pose_coder_cfgs(value, f'{path}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            found += pose_coder_cfgs(value, f'{path}.{i}')
+    return found
+
+
 def drop_missing_files(node: Any) -> List[str]:
     """Replace the missing files named by every ``PoseBBoxCoder`` of a config (pose
     statistics, the face model's reference points) by their defaults.
@@ -105,33 +124,30 @@ def drop_missing_files(node: Any) -> List[str]:
     paths.
     """
     missing: List[str] = []
-    if isinstance(node, dict):
-        if str(node.get('type', '')).split('.')[-1] == 'PoseBBoxCoder':
-            for key in ('pose_mean', 'pose_stddev'):
-                value = node.get(key)
-                if isinstance(value, (str, os.PathLike)) and not os.path.isfile(value):
-                    missing.append(os.fspath(value))
-                    node[key] = None
-            face = node.get('face_model')
-            if isinstance(face, dict):
-                files = [v for k, v in face.items() if k.startswith('reference_points')
-                         and isinstance(v, (str, os.PathLike)) and not os.path.isfile(v)]
-                if files:
-                    missing += [os.fspath(v) for v in files]
-                    node['face_model'] = None
-        for value in node.values():
-            missing += drop_missing_files(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            missing += drop_missing_files(value)
+    for _, coder in pose_coder_cfgs(node):
+        for key in ('pose_mean', 'pose_stddev'):
+            value = coder.get(key)
+            if isinstance(value, (str, os.PathLike)) and not os.path.isfile(value):
+                missing.append(os.fspath(value))
+                coder[key] = None
+        face = coder.get('face_model')
+        if isinstance(face, dict):
+            files = [v for k, v in face.items() if k.startswith('reference_points')
+                     and isinstance(v, (str, os.PathLike)) and not os.path.isfile(v)]
+            if files:
+                missing += [os.fspath(v) for v in files]
+                coder['face_model'] = None
     return missing
 
 
 def lower_score_thr(cfg: Config, threshold: float) -> None:
-    """Let ``test_cfg.rcnn.score_thr`` pass every score the API keeps."""
-    rcnn = cfg.model.get('test_cfg', {}).get('rcnn')
-    if isinstance(rcnn, dict) and 'score_thr' in rcnn:
-        rcnn['score_thr'] = min(float(rcnn['score_thr']), float(threshold))
+    """Let the detector's score threshold pass every score the API keeps
+    (``test_cfg.rcnn.score_thr`` of two-stage models, ``test_cfg.score_thr`` of one-stage
+    ones)."""
+    test_cfg = cfg.model.get('test_cfg') or {}
+    for stage in (test_cfg, test_cfg.get('rcnn')):
+        if isinstance(stage, dict) and 'score_thr' in stage:
+            stage['score_thr'] = min(float(stage['score_thr']), float(threshold))
 
 
 def _transform_class(step: dict):
@@ -207,4 +223,4 @@ def build_inference_pipeline(cfg: Config, min_size: Optional[int] = None,
 
 
 __all__ = ['default_config_path', 'resolve_device', 'checkpoint_meta', 'load_config',
-           'drop_missing_files', 'lower_score_thr', 'build_inference_pipeline']
+           'pose_coder_cfgs', 'drop_missing_files', 'lower_score_thr', 'build_inference_pipeline']

@@ -5,16 +5,42 @@ mmdet's RoI heads hand the box head only ``sampling_results`` (``StandardRoIHead
 targets travel the same way: :class:`PoseSamplingWrapper` wraps the head's sampler and adds
 ``pos_gt_poses`` (the :class:`~img2pose_mm.structures.FacePoses` of the GT face of every
 positive, read through ``pos_assigned_gt_inds`` as ``FCNMaskHead.get_targets`` does), so
-mmdet's own ``loss`` loops run unchanged.
+mmdet's own ``loss`` loops run unchanged. Dense heads (``DoFRetinaHead``) wrap their
+sampler (mmdet's ``PseudoSampler``) the same way. :func:`encode_pose_targets` turns the
+matched poses into the normalised prior-local targets of either kind of head.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Tuple
 
+import torch
 from mmdet.models.task_modules.samplers import SamplingResult
 from mmengine.structures import InstanceData
+from torch import Tensor
 
 from img2pose_mm.structures import FacePoses
+
+#: What stands in for a missing GT pose before encoding (its weight is 0): any pose in
+#: front of the camera keeps the encoding finite.
+PLACEHOLDER_POSE = (0., 0., 0., 0., 0., 1.)
+
+
+def encode_pose_targets(bbox_coder, priors: Tensor, poses: FacePoses) -> Tuple[Tensor, Tensor]:
+    """Pose targets of ``N`` priors of one image and their weights.
+
+    Args:
+        bbox_coder: a :class:`~img2pose_mm.task_modules.PoseBBoxCoder`.
+        priors: ``(N, 4)`` anchors or proposals.
+        poses: the GT pose matched to each prior, ``N`` rows in the frame of
+            ``poses.img_shape``.
+
+    Returns:
+        ``(targets (N, 6), weights (N,))``: each GT pose encoded in its prior's frame;
+        weight 0 where the face has no pose.
+    """
+    valid = poses.valid.to(priors.device)
+    gt = torch.where(valid[:, None], poses.tensor.to(priors), priors.new_tensor(PLACEHOLDER_POSE))
+    return bbox_coder.encode(priors, gt, poses.img_shape), valid.to(priors)
 
 
 class PoseSamplingWrapper:
@@ -69,4 +95,5 @@ class LegacyPoseKeysMixin:
                                       unexpected_keys, error_msgs)
 
 
-__all__ = ['PoseSamplingWrapper', 'LegacyPoseKeysMixin']
+__all__ = ['PoseSamplingWrapper', 'LegacyPoseKeysMixin', 'encode_pose_targets',
+           'PLACEHOLDER_POSE']

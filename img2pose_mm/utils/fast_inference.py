@@ -8,6 +8,15 @@ import torch
 from torch import nn
 
 
+def _to_float(out):
+    """Tensors (also inside tuples and lists, e.g. a dense head's per-level maps) as float32."""
+    if isinstance(out, torch.Tensor):
+        return out.float()
+    if isinstance(out, (tuple, list)):
+        return type(out)(_to_float(o) for o in out)
+    return out
+
+
 def _autocast_float_outputs(fn: Callable, device_type: str, dtype: torch.dtype) -> Callable:
     """``fn`` under autocast, floating outputs cast back to float32."""
 
@@ -15,23 +24,24 @@ def _autocast_float_outputs(fn: Callable, device_type: str, dtype: torch.dtype) 
     def wrapped(*args, **kwargs):
         with torch.autocast(device_type=device_type, dtype=dtype):
             out = fn(*args, **kwargs)
-        if isinstance(out, torch.Tensor):
-            return out.float()
-        return type(out)(o.float() if isinstance(o, torch.Tensor) else o for o in out)
+        return _to_float(out)
 
     return wrapped
 
 
 def enable_bf16_inference(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
-    """Run backbone + neck and the RoI head's MLPs in bfloat16 (autocast).
+    """Run backbone + neck and the pose heads' layers in bfloat16 (autocast).
 
-    Proposal decoding, RoIAlign, pose decoding and NMS stay in float32, so box
-    coordinates and poses keep their precision (and mmcv's CPU NMS, which only takes
-    float32, still works). Works on CPU and CUDA; modifies ``model`` in place.
+    The heads are the RoI head's MLPs of a two-stage model or the dense head's convs
+    of a one-stage one. Proposal decoding, RoIAlign, anchors, pose decoding and NMS stay
+    in float32, so box coordinates and poses keep their precision (and mmcv's CPU NMS,
+    which only takes float32, still works). Works on CPU and CUDA; modifies ``model`` in
+    place.
     """
     device_type = next(model.parameters()).device.type
     model.extract_feat = _autocast_float_outputs(model.extract_feat, device_type, dtype)
-    heads = model.roi_head.bbox_head
+    roi_head = getattr(model, 'roi_head', None)
+    heads = roi_head.bbox_head if roi_head is not None else model.bbox_head
     for head in heads if isinstance(heads, nn.ModuleList) else [heads]:
         head.forward = _autocast_float_outputs(head.forward, device_type, dtype)
     return model

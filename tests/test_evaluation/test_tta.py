@@ -212,16 +212,23 @@ def test_tta_config_builds_wider_pipeline(tmp_path, real_base):
 
 
 # ----------------------------------------------------------------------------- end to end
-def test_tta_on_flipped_image_flips_the_poses(tmp_path):
-    """TTA of a mirrored image = the mirror of the TTA of the image (real model)."""
+@pytest.mark.parametrize('model_config', [None, 'retina_img2pose_r18_fpn.py'])
+def test_tta_on_flipped_image_flips_the_poses(tmp_path, model_config):
+    """TTA of a mirrored image = the mirror of the TTA of the image (real model: the
+    two-stage model of the TTA config, or the one-stage model in its place)."""
     if not osp.isfile(BASE_CONFIG):
         pytest.skip('configs/img2pose_r18.py is not written yet')
     from mmengine.dataset import pseudo_collate
+
+    from img2pose_mm.apis.model_config import pose_coder_cfgs
     cfg = Config.fromfile(TTA_CONFIG)
+    if model_config is not None:
+        cfg.model = Config.fromfile(osp.join(REPO, 'configs', model_config)).model
+        # random weights score every anchor about 0.01: keep the best ones of each level
+        cfg.model.test_cfg.update(score_thr=0.0, nms_pre=60)
     init_default_scope(cfg.default_scope)
     torch.manual_seed(0)
-    coder = cfg.model.get('roi_head', {}).get('bbox_head', {}).get('bbox_coder')
-    if coder is not None and 'pose_mean' in coder:
+    for _, coder in pose_coder_cfgs(cfg.model):
         # plausible local-pose statistics: a random head then yields hundreds of faces
         coder.pose_mean = [0.0, 0.0, 0.0, 0.0, 0.0, 3.0]
         coder.pose_stddev = [0.3, 0.3, 0.3, 0.2, 0.2, 1.0]

@@ -1,23 +1,25 @@
 """Every backbone / detector config builds and takes a training step on a 128 px image."""
 import pytest
 import torch
+from mmengine.config import Config
+
+from img2pose_mm.apis.model_config import pose_coder_cfgs
 
 from .utils import REPO, build_model, make_batch, make_sample
 
 POSES = torch.tensor([[0.1, 0.3, 0.0, 0.0, 0.0, 5.0]])
 CONFIGS = ['img2pose_r18.py', 'img2pose_r50.py', 'img2pose_r101.py', 'img2pose_x101_32x4d.py',
            'img2pose_regnetx_3.2gf.py', 'img2pose_mobilenetv2.py', 'img2pose_swin_t.py',
-           'cascade_img2pose_r50.py']
-# the configs point the pose statistics at the generated dataset; the tests do not need it
-NO_STATS = {'model.roi_head.bbox_head.bbox_coder.pose_mean': None,
-            'model.roi_head.bbox_head.bbox_coder.pose_stddev': None}
+           'cascade_img2pose_r50.py', 'retina_img2pose_r18_fpn.py',
+           'retina_img2pose_mobilenetv2.py']
 
 
 def _no_stats(cfg_name):
-    if cfg_name.startswith('cascade'):
-        return {f'model.roi_head.bbox_head.{i}.bbox_coder.{k}': None
-                for i in range(3) for k in ('pose_mean', 'pose_stddev')}
-    return NO_STATS
+    """The configs point the pose statistics at the generated dataset; the tests do not
+    need it: every pose coder of the model gets the defaults."""
+    cfg = Config.fromfile(str(REPO / 'configs' / cfg_name))
+    return {f'{path}.{key}': None for path, _ in pose_coder_cfgs(cfg.model)
+            for key in ('pose_mean', 'pose_stddev')}
 
 
 @pytest.mark.parametrize('cfg_name', CONFIGS)

@@ -1,12 +1,15 @@
 """mmdet-style tools on CPU: distributed train/test with gloo, and --resume."""
 import os
+import pickle
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import img2pose_mm  # noqa: F401
 
@@ -14,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / 'tools' / 'dataset_converters'))
 import make_synthetic_faces as msf  # noqa: E402
 
-TINY_CONFIG = """
+TWO_STAGE_MODEL = """
 _base_ = '{repo}/configs/img2pose_r18_demo.py'
 data_root = '{data}/'
 model = dict(
@@ -23,6 +26,14 @@ model = dict(
         pose_stddev=data_root + 'train_pose_stddev.npy'))),
     train_cfg=dict(rpn_proposal=dict(max_per_img=200), rcnn=dict(sampler=dict(num=32))),
     test_cfg=dict(rpn=dict(max_per_img=100)))
+"""
+ONE_STAGE_MODEL = """
+_base_ = '{repo}/configs/retina_img2pose_r18_demo.py'
+data_root = '{data}/'
+model = dict(bbox_head=dict(bbox_coder=dict(pose_mean=data_root + 'train_pose_mean.npy',
+                                            pose_stddev=data_root + 'train_pose_stddev.npy')))
+"""
+TINY_DATA_AND_SCHEDULE = """
 train_pipeline = [
     dict(type='LoadFacePoseImage'),
     dict(type='LoadFacePoseAnnotations'),
@@ -52,15 +63,28 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1),
 
 
 @pytest.fixture(scope='module')
-def tiny_config(tmp_path_factory):
-    root = tmp_path_factory.mktemp('tiny')
-    data = root / 'data'
+def tiny_data(tmp_path_factory):
+    data = tmp_path_factory.mktemp('tiny') / 'data'
     params = msf.SynthParams(seed=1, min_size=128, max_size=160, min_face=28, max_faces=3)
     with msf.torch_threads(1):
         msf.make_dataset(data, 4, 2, params, lmdb=True, progress=False)
-    cfg = root / 'tiny.py'
-    cfg.write_text(TINY_CONFIG.format(repo=REPO, data=data))
+    return data
+
+
+def write_config(data, model: str) -> Path:
+    cfg = data.parent / f'tiny_{"one" if model is ONE_STAGE_MODEL else "two"}_stage.py'
+    cfg.write_text((model + TINY_DATA_AND_SCHEDULE).format(repo=REPO, data=data))
     return cfg
+
+
+@pytest.fixture(scope='module')
+def tiny_config(tiny_data):
+    return write_config(tiny_data, TWO_STAGE_MODEL)
+
+
+@pytest.fixture(scope='module')
+def tiny_one_stage_config(tiny_data):
+    return write_config(tiny_data, ONE_STAGE_MODEL)
 
 
 def free_port() -> int:
@@ -88,7 +112,6 @@ def test_dist_train_and_dist_test_on_cpu(tiny_config, tmp_path):
     out = run_tool(['bash', 'tools/dist_test.sh', str(tiny_config), str(ckpt), '2',
                     '--work-dir', str(tmp_path / 'test'), '--out', str(tmp_path / 'preds.pkl')])
     assert 'pose/mae' in out and 'face/all' in out
-    import pickle
     with open(tmp_path / 'preds.pkl', 'rb') as f:
         preds = pickle.load(f)
     assert len(preds) == 2 and 'poses' in preds[0]['pred_instances']
@@ -145,3 +168,39 @@ def test_resume_continues_iterations_and_optimizer(tiny_config, tmp_path):
         torch.testing.assert_close(a, b)
     assert runner.iter == 4
     assert (work / 'last_checkpoint').read_text().strip().endswith('epoch_2.pth')
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the CPU (gloo) fallback')
+def test_one_stage_model_through_the_tools_and_the_api(tiny_one_stage_config, tiny_data,
+                                                       tmp_path):
+    """The one-stage model (DoFRetinaHead) with the unchanged tools and Img2Pose."""
+    work = tmp_path / 'work'
+    out = run_tool(['bash', 'tools/dist_train.sh', str(tiny_one_stage_config), '2',
+                    '--work-dir', str(work)])
+    assert 'Epoch(train)' in out and 'loss_dof' in out and 'loss_points' in out
+    ckpt = work / 'epoch_1.pth'
+    state = torch.load(ckpt, map_location='cpu', weights_only=True)['state_dict']
+    # the head owns the pose coder: statistics and face travel in the checkpoint
+    torch.testing.assert_close(state['bbox_head.bbox_coder.pose_mean'], torch.from_numpy(
+        np.load(tiny_data / 'train_pose_mean.npy')).float())
+    assert 'bbox_head.bbox_coder.face_model.points_68' in state
+
+    out = run_tool([sys.executable, 'tools/test.py', str(tiny_one_stage_config), str(ckpt),
+                    '--bf16', '--work-dir', str(tmp_path / 'test'),
+                    '--out', str(tmp_path / 'preds.pkl')])
+    assert 'bf16 inference' in out and 'pose/mae' in out and 'face/all' in out
+    with open(tmp_path / 'preds.pkl', 'rb') as f:
+        preds = pickle.load(f)
+    assert len(preds) == 2
+    pred = preds[0]['pred_instances']
+    assert pred['poses'].dtype == torch.float32 and pred['poses'].shape == (len(pred['scores']), 6)
+
+    from img2pose_mm.apis import Img2Pose
+    image = np.asarray(Image.open(tiny_data / 'images' / 'val' / '000000.jpg').convert('RGB'))
+    detector = Img2Pose(config=tiny_one_stage_config, checkpoint=ckpt, device='cpu',
+                        score_threshold=0.0, max_faces=5)
+    assert detector.face_model is detector.model.bbox_head.bbox_coder.face_model
+    assert detector.cfg.model.test_cfg.score_thr == 0.0
+    faces = detector.detect_faces(image)
+    assert 0 < len(faces) <= 5
+    assert all(np.isfinite(f['pose']).all() and len(f['keypoints']) == 5 for f in faces)

@@ -4,9 +4,11 @@
     python tools/analysis_tools/benchmark.py configs/img2pose_r18.py \\
         [--checkpoint CKPT] --img-size 640 960 --num-proposals 1000 --repeats 20 \\
         --train --batch-size 2 --out work_dirs/bench.json
+    python tools/analysis_tools/benchmark.py configs/img2pose_r18.py \\
+        configs/retina_img2pose_r18_fpn.py --img-size 640 960    # side by side
 
-Stages (each timed separately, median over ``--repeats`` after ``--warmup`` runs, the
-device synchronised around every stage):
+Stages of a two-stage model (each timed separately, median over ``--repeats`` after
+``--warmup`` runs, the device synchronised around every stage):
 
 * ``backbone_fpn``  -- ``model.extract_feat``
 * ``rpn``           -- proposals (``test_cfg.rpn.max_per_img`` = ``--num-proposals``)
@@ -14,6 +16,16 @@ device synchronised around every stage):
 * ``heads``         -- class and pose MLPs
 * ``decode_nms``    -- pose decode, boxes from poses, NMS (``--score-thr 0`` by default,
   so every proposal is decoded: the worst case)
+
+and of a one-stage model (``DoFRetinaHead``):
+
+* ``backbone_fpn``  -- ``model.extract_feat``
+* ``dense_head``    -- the head's convs on every level (class scores + poses per anchor)
+* ``decode_nms``    -- top ``test_cfg.nms_pre`` anchors per level above ``--score-thr``
+  (0: the worst case), pose decode, boxes from poses, NMS
+
+Several configs are timed one after the other in the same process on the same inputs;
+the summary gives each one's end-to-end speed-up over the first.
 
 ``end_to_end`` times ``model.test_step`` on the same batch. With ``--train``, a
 training iteration (forward, backward, SGD step) on ``--batch-size`` images with faces.
@@ -28,7 +40,7 @@ import platform
 import resource
 import statistics
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, List, Tuple
 
 import torch
 from mmdet.registry import MODELS
@@ -40,7 +52,8 @@ from mmengine.runner import load_checkpoint
 from mmengine.structures import InstanceData
 
 import img2pose_mm  # noqa: F401
-from img2pose_mm.structures import load_reference_points, pose_to_bbox
+from img2pose_mm.apis.model_config import pose_coder_cfgs
+from img2pose_mm.structures import FacePoses, load_reference_points, pose_to_bbox
 
 # Without a checkpoint: statistics of the WIDER-like range (faces in front of the camera),
 # so that random weights decode into distinct boxes and NMS does real work.
@@ -91,53 +104,87 @@ def face_sample(h: int, w: int, num_faces: int, generator: torch.Generator) -> D
     sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
                                          batch_input_shape=(h, w), scale_factor=(1.0, 1.0)))
     sample.gt_instances = InstanceData(bboxes=boxes, labels=torch.zeros(num_faces, dtype=torch.long),
-                                       poses=poses)
+                                       poses=FacePoses(poses, img_shape=(h, w)))
     return sample
 
 
-def bench_inference(model, h: int, w: int, device, args) -> Dict[str, float]:
-    model.eval()
+TWO_STAGE_STAGES = ('backbone_fpn', 'rpn', 'roi_features', 'heads', 'decode_nms')
+ONE_STAGE_STAGES = ('backbone_fpn', 'dense_head', 'decode_nms')
+
+
+def stage_names(model) -> Tuple[str, ...]:
+    return TWO_STAGE_STAGES if getattr(model, 'with_rpn', False) else ONE_STAGE_STAGES
+
+
+def inference_inputs(model, h: int, w: int):
+    """One preprocessed ``h x w`` image with three faces: ``(data, inputs, samples)``."""
     g = torch.Generator().manual_seed(0)
     image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
     data = dict(inputs=[image], data_samples=[face_sample(h, w, 3, g)])
     batch = model.data_preprocessor(data, False)
-    inputs, samples = batch['inputs'], batch['data_samples']
-    metas = [s.metainfo for s in samples]
-    roi_head = model.roi_head
-    head = roi_head.bbox_head
-    rcnn_cfg = roi_head.test_cfg
-    out: Dict[str, float] = {}
+    return data, batch['inputs'], batch['data_samples']
+
+
+def bench_inference(model, h: int, w: int, device, args) -> Dict[str, float]:
+    """Per-stage and end-to-end latency of a two-stage or a one-stage model."""
+    model.eval()
+    data, inputs, samples = inference_inputs(model, h, w)
+    timed = dict()
     with torch.no_grad():
         feats = model.extract_feat(inputs)
-        proposals = model.rpn_head.predict(feats, samples, rescale=False)
-        rois = bbox2roi([p.bboxes for p in proposals])
-        roi_feats = roi_head.bbox_roi_extractor(feats[:roi_head.bbox_roi_extractor.num_inputs],
-                                                rois)
-        cls_score, pose_pred = head(roi_feats)
-
-        out['num_proposals'] = int(rois.shape[0])
-        out['num_detections'] = len(head.predict_by_feat(
-            (rois, ), (cls_score, ), (pose_pred, ), metas, rcnn_test_cfg=rcnn_cfg,
-            rescale=False)[0])
-        out['backbone_fpn'] = time_it(lambda: model.extract_feat(inputs), device, args.warmup,
+        if getattr(model, 'with_rpn', False):
+            stages, counts = two_stage_stages(model, feats, samples)
+        else:
+            stages, counts = one_stage_stages(model, feats, samples)
+        stages = dict(backbone_fpn=lambda: model.extract_feat(inputs), **stages)
+        for name, fn in stages.items():
+            timed[name] = time_it(fn, device, args.warmup, args.repeats)
+        timed['end_to_end'] = time_it(lambda: model.test_step(data), device, args.warmup,
                                       args.repeats)
-        out['rpn'] = time_it(lambda: model.rpn_head.predict(feats, samples, rescale=False),
-                             device, args.warmup, args.repeats)
-        out['roi_features'] = time_it(
-            lambda: roi_head.bbox_roi_extractor(feats[:roi_head.bbox_roi_extractor.num_inputs],
-                                                rois), device, args.warmup, args.repeats)
-        out['heads'] = time_it(lambda: head(roi_feats), device, args.warmup, args.repeats)
-        out['decode_nms'] = time_it(
-            lambda: head.predict_by_feat((rois, ), (cls_score, ), (pose_pred, ), metas,
-                                         rcnn_test_cfg=rcnn_cfg, rescale=False),
-            device, args.warmup, args.repeats)
-        out['sum_of_stages'] = sum(out[k] for k in ('backbone_fpn', 'rpn', 'roi_features',
-                                                    'heads', 'decode_nms'))
-        out['end_to_end'] = time_it(lambda: model.test_step(data), device, args.warmup,
-                                    args.repeats)
+    out: Dict[str, float] = dict(counts)
+    out.update(timed)
+    out['sum_of_stages'] = sum(timed[k] for k in stages)
     out['decode_nms_share'] = out['decode_nms'] / out['sum_of_stages']
     out['peak_memory_mb'] = peak_memory_mb(device)
     return out
+
+
+def two_stage_stages(model, feats, samples) -> Tuple[Dict[str, Callable], Dict[str, int]]:
+    """RPN, RoIAlign, RoI MLPs and pose decode + NMS, each on the previous one's output."""
+    metas = [s.metainfo for s in samples]
+    roi_head = model.roi_head
+    head = roi_head.bbox_head
+    extractor = roi_head.bbox_roi_extractor
+    rcnn_cfg = roi_head.test_cfg
+    proposals = model.rpn_head.predict(feats, samples, rescale=False)
+    rois = bbox2roi([p.bboxes for p in proposals])
+    roi_feats = extractor(feats[:extractor.num_inputs], rois)
+    cls_score, pose_pred = head(roi_feats)
+
+    def decode_nms():
+        return head.predict_by_feat((rois, ), (cls_score, ), (pose_pred, ), metas,
+                                    rcnn_test_cfg=rcnn_cfg, rescale=False)
+
+    counts = dict(num_proposals=int(rois.shape[0]), num_detections=len(decode_nms()[0]))
+    return dict(rpn=lambda: model.rpn_head.predict(feats, samples, rescale=False),
+                roi_features=lambda: extractor(feats[:extractor.num_inputs], rois),
+                heads=lambda: head(roi_feats),
+                decode_nms=decode_nms), counts
+
+
+def one_stage_stages(model, feats, samples) -> Tuple[Dict[str, Callable], Dict[str, int]]:
+    """The dense head's convs, then top-k, pose decode and NMS on their output."""
+    metas = [s.metainfo for s in samples]
+    head = model.bbox_head
+    outs = head(feats)
+    num_anchors = sum(int(s.shape[1]) // head.cls_out_channels * int(s.shape[2] * s.shape[3])
+                      for s in outs[0])
+    decoded = head.predict_by_feat(*outs, batch_img_metas=metas, rescale=False, with_nms=False)
+    counts = dict(num_anchors=num_anchors, num_proposals=len(decoded[0]),
+                  num_detections=len(head.predict_by_feat(*outs, batch_img_metas=metas)[0]))
+    return dict(dense_head=lambda: head(feats),
+                decode_nms=lambda: head.predict_by_feat(*outs, batch_img_metas=metas,
+                                                        rescale=False)), counts
 
 
 def bench_training(model, h: int, w: int, device, args) -> Dict[str, float]:
@@ -157,18 +204,64 @@ def bench_training(model, h: int, w: int, device, args) -> Dict[str, float]:
         torch.nn.utils.clip_grad_norm_(params, 10)
         optimizer.step()
 
-    iter_ms = time_it(step, device, max(1, args.warmup), max(3, args.repeats // 4))
+    iter_ms = time_it(step, device, max(1, args.warmup), max(1, args.repeats // 4))
     return dict(iter_ms=iter_ms, batch_size=args.batch_size,
                 images_per_s=args.batch_size / iter_ms * 1e3,
                 peak_memory_mb=peak_memory_mb(device))
 
 
+def load_config(path: str, args) -> Config:
+    """The config with the benchmark's test settings (random-weight pose statistics)."""
+    cfg = Config.fromfile(path)
+    for _, coder_cfg in pose_coder_cfgs(cfg.model):
+        for key in ('pose_mean', 'pose_stddev'):     # statistics come from the checkpoint
+            if isinstance(coder_cfg.get(key), str):
+                coder_cfg[key] = RANDOM_WEIGHT_STATS[key] if args.checkpoint is None else None
+    test_cfg = cfg.model.test_cfg
+    if 'rpn' in test_cfg:
+        test_cfg.rpn.max_per_img = args.num_proposals
+        test_cfg.rcnn.score_thr = args.score_thr
+    else:
+        test_cfg.score_thr = args.score_thr
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    return cfg
+
+
+def benchmark(path: str, device: torch.device, args) -> dict:
+    """Inference (and with ``--train`` training) numbers of one config."""
+    h, w = args.img_size
+    model = build_model(load_config(path, args), args.checkpoint, device)
+    result = dict(config=path, checkpoint=args.checkpoint, img_size=[h, w],
+                  device=str(device), torch=torch.__version__, threads=torch.get_num_threads(),
+                  cpu=platform.processor() or platform.machine(),
+                  stages=list(stage_names(model)),
+                  inference=bench_inference(model, h, w, device, args))
+    if args.train:
+        result['training'] = bench_training(model, h, w, device, args)
+
+    inf = result['inference']
+    print(f'{path} @ {h}x{w} on {device} ({result["threads"]} threads), '
+          f'{inf["num_proposals"]} proposals, {inf["num_detections"]} detections after NMS:')
+    for key in result['stages']:
+        print(f'  {key:14s} {inf[key]:9.1f} ms  {inf[key] / inf["sum_of_stages"]:6.1%}')
+    print(f'  {"end_to_end":14s} {inf["end_to_end"]:9.1f} ms  (peak memory '
+          f'{inf["peak_memory_mb"]:.0f} MB)')
+    if args.train:
+        tr = result['training']
+        print(f'  training iteration, batch {tr["batch_size"]}: {tr["iter_ms"]:.0f} ms '
+              f'({tr["images_per_s"]:.2f} images/s, peak memory {tr["peak_memory_mb"]:.0f} MB)')
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('config')
-    parser.add_argument('--checkpoint', help='weights (random initialisation without)')
+    parser.add_argument('configs', nargs='+', metavar='config')
+    parser.add_argument('--checkpoint', help='weights (random initialisation without); '
+                        'one config only')
     parser.add_argument('--img-size', type=int, nargs=2, default=(640, 960), metavar=('H', 'W'))
-    parser.add_argument('--num-proposals', type=int, default=1000)
+    parser.add_argument('--num-proposals', type=int, default=1000,
+                        help='test proposals of two-stage models')
     parser.add_argument('--score-thr', type=float, default=0.0,
                         help='test score threshold (0: decode every proposal, the worst case)')
     parser.add_argument('--repeats', type=int, default=20)
@@ -180,42 +273,24 @@ def main() -> None:
     parser.add_argument('--out', help='write the numbers as JSON')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args()
+    if args.checkpoint and len(args.configs) > 1:
+        parser.error('--checkpoint needs a single config')
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    cfg = Config.fromfile(args.config)
-    coder_cfg = cfg.model.roi_head.bbox_head.bbox_coder
-    for key in ('pose_mean', 'pose_stddev'):     # statistics come from the checkpoint
-        if isinstance(coder_cfg.get(key), str):
-            coder_cfg[key] = RANDOM_WEIGHT_STATS[key] if args.checkpoint is None else None
-    cfg.model.test_cfg.rpn.max_per_img = args.num_proposals
-    cfg.model.test_cfg.rcnn.score_thr = args.score_thr
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    h, w = args.img_size
-    model = build_model(cfg, args.checkpoint, device)
-    result = dict(config=args.config, checkpoint=args.checkpoint, img_size=[h, w],
-                  device=str(device), torch=torch.__version__, threads=torch.get_num_threads(),
-                  cpu=platform.processor() or platform.machine(),
-                  inference=bench_inference(model, h, w, device, args))
-    if args.train:
-        result['training'] = bench_training(model, h, w, device, args)
-
-    inf = result['inference']
-    print(f'{args.config} @ {h}x{w} on {device} ({result["threads"]} threads), '
-          f'{inf["num_proposals"]} proposals, {inf["num_detections"]} detections after NMS:')
-    for key in ('backbone_fpn', 'rpn', 'roi_features', 'heads', 'decode_nms'):
-        print(f'  {key:14s} {inf[key]:9.1f} ms  {inf[key] / inf["sum_of_stages"]:6.1%}')
-    print(f'  {"end_to_end":14s} {inf["end_to_end"]:9.1f} ms  (peak memory '
-          f'{inf["peak_memory_mb"]:.0f} MB)')
-    if args.train:
-        tr = result['training']
-        print(f'  training iteration, batch {tr["batch_size"]}: {tr["iter_ms"]:.0f} ms '
-              f'({tr["images_per_s"]:.2f} images/s, peak memory {tr["peak_memory_mb"]:.0f} MB)')
+    results: List[dict] = [benchmark(path, device, args) for path in args.configs]
+    if len(results) > 1:
+        base = results[0]['inference']['end_to_end']
+        print('end to end:')
+        for res in results:
+            ms = res['inference']['end_to_end']
+            print(f'  {res["config"]:48s} {ms:9.1f} ms  {base / ms:5.2f}x')
+        if device.type == 'cpu':
+            print('  (peak memory is the process\'s: only the first config\'s is its own)')
     if args.out:
         with open(args.out, 'w') as f:
-            json.dump(result, f, indent=2)
+            json.dump(results[0] if len(results) == 1 else results, f, indent=2)
 
 
 if __name__ == '__main__':

@@ -7,8 +7,15 @@ HERE = Path(__file__).parent
 
 
 def read_requirements(name: str) -> list[str]:
-    lines = (HERE / 'requirements' / name).read_text().splitlines()
-    return [ln.split('#')[0].strip() for ln in lines if ln.split('#')[0].strip()]
+    """Requirement lines of ``requirements/<name>``, following ``-r other.txt``."""
+    requirements = []
+    for line in (HERE / 'requirements' / name).read_text().splitlines():
+        line = line.split('#')[0].strip()
+        if line.startswith('-r '):
+            requirements += read_requirements(line[3:].strip())
+        elif line:
+            requirements.append(line)
+    return requirements
 
 
 def sim3dr_extensions() -> list:
@@ -48,6 +55,7 @@ setup(
     install_requires=read_requirements('runtime.txt'),
     extras_require={
         'tests': read_requirements('tests.txt'),
+        'deploy': read_requirements('deploy.txt'),
     },
     ext_modules=sim3dr_extensions(),
     zip_safe=False,

@@ -7,6 +7,7 @@ Examples::
     python demo/image_demo.py photo.jpg --checkpoint img2pose_r18.pth --out result.jpg
     python demo/image_demo.py photos/ --checkpoint img2pose_r18.pth --out results/
     python demo/image_demo.py photo.jpg --checkpoint img2pose_r18.pth --show
+    python demo/image_demo.py photo.jpg --onnx img2pose_r18.onnx --out result.jpg
     python demo/image_demo.py photo.jpg --checkpoint img2pose_r18.pth --out r.jpg --json \
         --landmarks --camera 1400                      # 68 points, poses in a 1400 px camera
     python demo/image_demo.py photo.jpg --checkpoint img2pose_r18.pth --out r.jpg --json \
@@ -41,6 +42,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--checkpoint', default=None,
                         help='model weights (.pth): trained by tools/train.py or converted from '
                              'the original release')
+    parser.add_argument('--onnx', default=None, metavar='GRAPH',
+                        help='run an exported graph (tools/deployment/export_onnx.py) with '
+                             'onnxruntime instead of --checkpoint')
     parser.add_argument('--random-weights', action='store_true',
                         help='run without --checkpoint on random weights (meaningless output; '
                              'for trying the pipeline only)')
@@ -72,9 +76,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
     args = parser.parse_args(argv)
-    if args.checkpoint is None and not args.random_weights:
+    if args.onnx is not None and (args.checkpoint is not None or args.random_weights):
+        parser.error('--onnx runs the weights of the graph: drop --checkpoint/--random-weights')
+    if args.checkpoint is None and args.onnx is None and not args.random_weights:
         parser.error('give --checkpoint <weights.pth> (trained, or converted from the original '
-                     'release), or --random-weights to try the pipeline on random weights')
+                     'release), --onnx <exported graph>, or --random-weights to try the '
+                     'pipeline on random weights')
+    if args.onnx is not None and args.boxes is not None:
+        parser.error('--boxes needs the PyTorch detector (--checkpoint): an exported graph '
+                     'makes its own proposals')
     if args.json and args.out is None:
         parser.error('--json writes next to the output images: give --out too')
     return args
@@ -171,7 +181,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         score_threshold=args.score_thr, max_faces=args.max_faces,
                         min_size=args.min_size, max_size=args.max_size,
                         cfg_options=args.cfg_options, euler=args.euler,
-                        landmarks=68 if args.landmarks else None, camera=camera)
+                        landmarks=68 if args.landmarks else None, camera=camera,
+                        backend='pytorch' if args.onnx is None else 'onnxruntime',
+                        onnx_file=args.onnx)
     failures = 0
     for path in files:
         if given is not None and path not in given:

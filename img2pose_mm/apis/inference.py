@@ -32,6 +32,7 @@ from .model_config import (
     lower_score_thr,
     resolve_device,
 )
+from .onnx_backend import BACKENDS, load_onnx_detector
 
 Face = Dict[str, Any]
 CHANNEL_ORDERS = ('rgb', 'bgr')
@@ -68,6 +69,12 @@ class Img2Pose:
             camera of each image, below), a focal length in pixels (principal point at
             ``(w // 2, h // 2)``) or a ``3 x 3`` intrinsic matrix. Boxes, keypoints and
             landmarks are pixels and do not change (docs/conventions.md, "Your camera").
+        backend: ``'pytorch'`` (default) or ``'onnxruntime'``: run the graph
+            ``onnx_file`` exported by ``tools/deployment/export_onnx.py`` instead (no
+            checkpoint needed: the graph holds the weights, the face model and, unless
+            ``config`` is given, the config of its test pipeline; its test settings are
+            fixed at export). Same outputs, same alignment.
+        onnx_file: the exported graph for ``backend='onnxruntime'``.
 
     :meth:`detect_faces` and :meth:`estimate_poses` take ``euler``, ``landmarks`` and
     ``camera`` per call too (the constructor's values by default).
@@ -99,9 +106,10 @@ class Img2Pose:
                  channel_order: str = 'rgb',
                  euler: Optional[str] = 'aflw',
                  landmarks: Optional[int] = None,
-                 camera: CameraLike = None) -> None:
+                 camera: CameraLike = None,
+                 backend: str = 'pytorch',
+                 onnx_file: Union[str, os.PathLike, None] = None) -> None:
         from mmcv.transforms import Compose
-        from mmdet.apis import init_detector
         from mmdet.registry import TRANSFORMS
 
         if checkpoint is not None:
@@ -117,12 +125,36 @@ class Img2Pose:
         self.channel_order = channel_order
         self.outputs = FaceOutputs(euler=euler, landmarks=landmarks, camera=camera)
         self.device = resolve_device(device)
+        if backend not in BACKENDS:
+            raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
+        self.backend = backend
+        if backend == 'onnxruntime':
+            if checkpoint is not None:
+                raise ValueError("backend='onnxruntime' takes no checkpoint: the graph "
+                                 f'{onnx_file} holds the weights (got checkpoint={checkpoint})')
+            self.model, cfg = load_onnx_detector(onnx_file, config, cfg_options, device,
+                                                 self.score_threshold)
+        else:
+            cfg = self._build_model(config, checkpoint, cfg_options)
+        self.cfg = cfg
+        self.pipeline_cfg = build_inference_pipeline(cfg, min_size, max_size)
+        self.pipeline = Compose([TRANSFORMS.build(step) for step in self.pipeline_cfg])
+        self.face_model = self._face_model()
+        self.reference_points = self.face_model.points_5.detach().cpu().numpy().astype(
+            np.float64)
+
+    # ------------------------------------------------------------------ helpers
+    def _build_model(self, config, checkpoint: Optional[str], cfg_options: Optional[dict]
+                     ) -> Config:
+        """The PyTorch detector (``self.model``); returns its config."""
+        from mmdet.apis import init_detector
+
         cfg = load_config(config, checkpoint, cfg_options)
         lower_score_thr(cfg, self.score_threshold)
         if checkpoint is None:
             warnings.warn('Img2Pose without a checkpoint: the weights are random and its '
                           'detections meaningless (pass checkpoint=<trained or converted .pth>)',
-                          stacklevel=2)
+                          stacklevel=3)
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
@@ -143,15 +175,12 @@ class Img2Pose:
         if meta.get('palette') in (None, 'random'):
             meta['palette'] = FACE_METAINFO['palette']
         self.model.dataset_meta = meta
-        self.cfg = self.model.cfg
-        self.pipeline_cfg = build_inference_pipeline(cfg, min_size, max_size)
-        self.pipeline = Compose([TRANSFORMS.build(step) for step in self.pipeline_cfg])
-        self.face_model = self._face_model()
-        self.reference_points = self.face_model.points_5.detach().cpu().numpy().astype(np.float64)
+        return self.model.cfg
 
-    # ------------------------------------------------------------------ helpers
     def _face_model(self) -> FaceModel:
         """The face model the detector decodes with (its last pose head's)."""
+        if isinstance(getattr(self.model, 'face_model', None), FaceModel):
+            return self.model.face_model       # an exported graph's
         head = getattr(getattr(self.model, 'roi_head', None), 'bbox_head', None)
         heads = list(head) if isinstance(head, (list, tuple, torch.nn.ModuleList)) else [head]
         heads.append(getattr(self.model, 'bbox_head', None))     # one-stage detectors
@@ -262,7 +291,14 @@ class Img2Pose:
             ValueError: malformed boxes: a wrong shape, non-finite numbers, a degenerate
                 box (``x2 <= x1`` or ``y2 <= y1``) or one entirely outside the image (the
                 message names the box indices).
+            NotImplementedError: ``backend='onnxruntime'`` (the exported graph makes its
+                own proposals; given boxes need the PyTorch detector).
         """
+        if self.backend != 'pytorch':
+            raise NotImplementedError(
+                f'estimate_poses (given boxes) needs the PyTorch detector: the graph '
+                f'{self.model.onnx_file} makes its own proposals (use backend=\'pytorch\' '
+                'with the checkpoint it was exported from)')
         array = self._load_one(image)
         checked = check_boxes(boxes, array.shape[:2])
         outputs = self.outputs.replace(euler=euler, landmarks=landmarks, camera=camera)
@@ -329,10 +365,11 @@ class Img2Pose:
         return results
 
     def __repr__(self) -> str:
+        backend = '' if self.backend == 'pytorch' else f', backend={self.backend!r}'
         return (f'{self.__class__.__name__}(device={self.device!r}, score_threshold='
                 f'{self.score_threshold}, max_faces={self.max_faces}, euler='
                 f'{self.outputs.euler!r}, landmarks={self.outputs.landmarks}, camera='
-                f'{"image" if self.outputs.camera is None else "user"})')
+                f'{"image" if self.outputs.camera is None else "user"}{backend})')
 
 
 @contextlib.contextmanager

@@ -10,14 +10,14 @@ from mmdet.models.dense_heads import RetinaHead
 from mmdet.models.task_modules.prior_generators import anchor_inside_flags
 from mmdet.models.utils import filter_scores_and_topk, unmap
 from mmdet.registry import MODELS
-from mmdet.structures.bbox import cat_boxes, get_box_tensor, get_box_wh, scale_boxes
+from mmdet.structures.bbox import cat_boxes, get_box_tensor, get_box_wh
 from mmdet.utils import ConfigType, InstanceList, OptInstanceList
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from img2pose_mm.heads.dof_bbox_head import rescale_detections
 from img2pose_mm.heads.pose_targets import PoseSamplingWrapper, encode_pose_targets
-from img2pose_mm.structures import FacePoses
 
 
 def levels_to_rows(maps: Sequence[Tensor], dim: int) -> Tensor:
@@ -260,8 +260,6 @@ class DoFRetinaHead(RetinaHead):
             if max_per_img > 0:
                 results = results[:max_per_img]
         if rescale and len(results) > 0:
-            scale = [1 / s for s in img_meta['scale_factor']]
-            results.bboxes = scale_boxes(results.bboxes, scale)
-            results.poses = FacePoses(results.poses, img_shape=img_meta['img_shape'][:2]).rescale_(
-                scale, img_meta['ori_shape'][:2], self.bbox_coder.face_model).tensor
+            results.bboxes, results.poses = rescale_detections(
+                results.bboxes, results.poses, img_meta, self.bbox_coder.face_model)
         return results

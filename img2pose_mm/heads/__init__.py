@@ -1,7 +1,12 @@
 """img2pose's RoI heads registered in ``mmdet.registry.MODELS``."""
-from .dof_bbox_head import DoFBBoxHead, DoFPredictor, SingleSampleSafeBatchNorm1d
+from .dof_bbox_head import (
+    DoFBBoxHead,
+    DoFPredictor,
+    SingleSampleSafeBatchNorm1d,
+    rescale_detections,
+)
 from .dof_cascade_roi_head import DoFCascadeRoIHead
 from .dof_roi_head import DoFRoIHead
 
 __all__ = ['DoFBBoxHead', 'DoFPredictor', 'DoFRoIHead', 'DoFCascadeRoIHead',
-           'SingleSampleSafeBatchNorm1d']
+           'SingleSampleSafeBatchNorm1d', 'rescale_detections']

@@ -16,7 +16,7 @@ from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from img2pose_mm.structures import FacePoses
+from img2pose_mm.structures import FaceModel, FacePoses
 
 from .pose_targets import LegacyPoseKeysMixin
 
@@ -26,13 +26,37 @@ class SingleSampleSafeBatchNorm1d(nn.BatchNorm1d):
 
     The pose branch only sees positive RoIs during training; an image with a single
     positive would make plain BatchNorm fail ("Expected more than 1 value per channel").
+    While a graph is exported, evaluation is the running statistics' affine map written
+    out: BatchNorm's kernel asks whether the input is empty, which a graph with a
+    data-dependent number of RoIs cannot answer.
     """
 
     def forward(self, x: Tensor) -> Tensor:
         if self.training and x.shape[0] < 2:
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                                 False, 0.0, self.eps)
+        if not self.training and torch.compiler.is_exporting():
+            scale = self.weight / torch.sqrt(self.running_var + self.eps)
+            return x * scale + (self.bias - self.running_mean * scale)
         return super().forward(x)
+
+
+def rescale_detections(bboxes: Tensor, poses: Tensor, img_meta: dict,
+                       face_model: FaceModel) -> Tuple[Tensor, Tensor]:
+    """Boxes and global poses in the network input mapped to the original image.
+
+    The input was the original resized by ``img_meta['scale_factor']`` (``(w_scale,
+    h_scale)``) to ``img_shape``; boxes are scaled back and the poses re-expressed in the
+    camera of ``ori_shape`` (:meth:`FacePoses.rescale_` with the face model's rotation
+    method).
+    """
+    if bboxes.shape[0] == 0:
+        return bboxes, poses
+    inverse = [1 / s for s in img_meta['scale_factor']]
+    bboxes = scale_boxes(bboxes, inverse)
+    poses = FacePoses(poses, img_shape=img_meta['img_shape'][:2]).rescale_(
+        inverse, img_meta['ori_shape'][:2], face_model).tensor
+    return bboxes, poses
 
 
 @MODELS.register_module()
@@ -281,12 +305,9 @@ class DoFBBoxHead(LegacyPoseKeysMixin, ConvFCBBoxHead):
             det_boxes, scores, labels, global_poses = (
                 det_boxes[keep], scores[keep], labels[keep], global_poses[keep])
 
-        if rescale and det_boxes.shape[0] > 0:
-            scale_factor = img_meta['scale_factor']          # (w_scale, h_scale)
-            det_boxes = scale_boxes(det_boxes, [1 / s for s in scale_factor])
-            global_poses = FacePoses(global_poses, img_shape=img_shape).rescale_(
-                [1 / s for s in scale_factor], img_meta['ori_shape'][:2],
-                self.bbox_coder.face_model).tensor
+        if rescale:
+            det_boxes, global_poses = rescale_detections(det_boxes, global_poses, img_meta,
+                                                         self.bbox_coder.face_model)
 
         results = InstanceData()
         results.bboxes = det_boxes

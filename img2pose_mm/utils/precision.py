@@ -27,6 +27,10 @@ def full_precision(fn: Callable) -> Callable:
     def wrapped(*args, **kwargs):
         args = tuple(_upcast(a) for a in args)
         kwargs = {k: _upcast(v) for k, v in kwargs.items()}
+        if torch.compiler.is_exporting():
+            # an exported graph has no autocast to turn off (and the context would wrap
+            # the geometry in an autocast region of the graph)
+            return fn(*args, **kwargs)
         with torch.autocast('cpu', enabled=False):
             if torch.cuda.is_available():
                 with torch.autocast('cuda', enabled=False):

@@ -15,7 +15,9 @@ from img2pose_mm.structures import (
     markley_quaternion,
     matrix_to_rotvec,
     mirror_permutation,
+    orthogonalize,
     points_to_bbox,
+    polar_rotation,
     pose_from_landmarks,
     pose_to_bbox,
     pose_to_euler,
@@ -94,6 +96,40 @@ def test_nearest_rotation_of_sheared_matrices_matches_scipy(rng):
     ours32 = matrix_to_rotvec(torch.from_numpy(mats).float(), method='svd').double().numpy()
     np.testing.assert_allclose(Rotation.from_rotvec(ours32).as_matrix(), scipy_rot.as_matrix(),
                                atol=1e-4)
+
+
+def test_polar_rotation_equals_the_svd_nearest_rotation(rng):
+    """The SVD-free polar iteration (what an exported graph runs) against SVD and scipy."""
+    mats = sheared_matrices(rng, 2000)
+    svd = orthogonalize(torch.from_numpy(mats))
+    polar = polar_rotation(torch.from_numpy(mats))
+    torch.testing.assert_close(polar, svd, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(polar.numpy(), Rotation.from_matrix(mats).as_matrix(), atol=1e-6)
+    # far from orthogonal (condition numbers up to ~1e4): still the nearest rotation
+    wild = np.eye(3) + rng.uniform(-0.6, 0.6, (2000, 3, 3))
+    wild = torch.from_numpy(wild[np.linalg.det(wild) > 0.05])
+    assert np.linalg.cond(wild.numpy()).max() > 50
+    torch.testing.assert_close(polar_rotation(wild), orthogonalize(wild), atol=1e-10, rtol=0)
+    # float32: float32 precision, a proper rotation
+    polar32 = polar_rotation(torch.from_numpy(mats).float())
+    torch.testing.assert_close(polar32.double(), svd, atol=1e-6, rtol=0)
+    eye = torch.eye(3).expand_as(polar32)
+    torch.testing.assert_close(polar32 @ polar32.transpose(-1, -2), eye, atol=1e-6, rtol=0)
+    assert torch.allclose(torch.linalg.det(polar32), torch.ones(len(mats)), atol=1e-6)
+
+
+def test_orthogonalize_exports_without_svd(rng):
+    """Under ``torch.export`` the nearest rotation is the polar iteration (no SVD node)."""
+
+    class Nearest(torch.nn.Module):
+        def forward(self, mats):
+            return matrix_to_rotvec(mats, method='svd')
+
+    mats = torch.from_numpy(sheared_matrices(rng, 64)).float()
+    program = torch.export.export(Nearest(), (mats,))
+    ops = {str(node.target) for node in program.graph.nodes if node.op == 'call_function'}
+    assert not any('svd' in op for op in ops)
+    torch.testing.assert_close(program.module()(mats), Nearest()(mats), atol=1e-5, rtol=0)
 
 
 def test_markley_matches_reference_and_scipy_on_rotations(rng):

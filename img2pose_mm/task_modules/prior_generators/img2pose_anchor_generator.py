@@ -44,7 +44,8 @@ class Img2PoseAnchorGenerator(AnchorGenerator):
     def grid_priors(self, featmap_sizes: List[Tuple[int, int]], dtype: torch.dtype = torch.float32,
                     device='cuda') -> List[Tensor]:
         assert self.num_levels == len(featmap_sizes)
-        strides = self.level_strides([tuple(int(v) for v in s) for s in featmap_sizes])
+        # sizes stay as given (ints, or symbolic sizes while exporting a graph)
+        strides = self.level_strides([tuple(s) for s in featmap_sizes])
         return [self._grid_anchors(self.base_anchors[i], featmap_sizes[i], strides[i], dtype,
                                    device) for i in range(self.num_levels)]
 

@@ -1,0 +1,267 @@
+"""The img2pose detector as one exportable forward pass (``torch.export``, ONNX).
+
+mmdet's inference loops over images in Python, branches on tensor contents (``if not
+valid.all()``, ``if numel() > 0``) and calls mmcv's compiled RoIAlign and NMS, none of
+which a graph can hold. :class:`ExportableImg2Pose` runs the same inference of a
+``TwoStageDetector`` with an img2pose :class:`~img2pose_mm.heads.DoFRoIHead` as tensor
+operations on one image, reusing the detector's own modules and functions:
+
+* the data preprocessor's channel order, mean/std and padding to ``pad_size_divisor``;
+* ``extract_feat`` (backbone + neck), ``rpn_head`` (its convolutions and anchors) and the
+  RoI head's extractor level mapping, ``bbox_head`` and pose coder
+  (:meth:`~img2pose_mm.task_modules.PoseBBoxCoder.decode`, i.e. the one pose geometry of
+  :mod:`img2pose_mm.structures`, whose nearest rotation is SVD-free while exporting);
+* mmdet's ``delta2bbox`` for the proposals.
+
+What changes is only how the data-dependent steps are written: per-level top-k with
+``k = min(nms_pre, anchors)``, boolean masks instead of ``if``, NMS per pyramid level
+(what mmcv's ``batched_nms`` computes with level ids), multi-level RoIAlign as one
+``roi_align`` per level on the RoIs mapped to it. torchvision's ``nms`` and
+``roi_align`` export to the standard ONNX ``NonMaxSuppression`` and ``RoiAlign``
+(``coordinate_transformation_mode='output_half_pixel'`` for ``aligned=False``).
+"""
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# imported with the module: the ONNX exporter maps torchvision's ops (NonMaxSuppression,
+# RoiAlign) only when torchvision is loaded before an export starts
+from torchvision.ops import nms, roi_align
+
+#: Names of the graph's input and outputs.
+INPUT_NAMES = ('image', )
+OUTPUT_NAMES = ('boxes', 'scores', 'labels', 'poses')
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise TypeError(f'cannot export this detector: {message}')
+
+
+def _nms_threshold(cfg, where: str) -> float:
+    """The IoU threshold of an ``nms=dict(type='nms', iou_threshold=...)`` setting."""
+    nms_cfg = dict(cfg.get('nms') or {})
+    _require(nms_cfg.get('type', 'nms') == 'nms' and 'iou_threshold' in nms_cfg,
+             f"{where}.nms must be dict(type='nms', iou_threshold=...), got {nms_cfg}")
+    return float(nms_cfg['iou_threshold'])
+
+
+def check_exportable(detector: nn.Module) -> None:
+    """Raise ``TypeError`` naming what :class:`ExportableImg2Pose` cannot express."""
+    from mmcv.ops import RoIAlign
+    from mmdet.models.dense_heads import RPNHead
+    from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
+    from mmdet.models.task_modules.coders import DeltaXYWHBBoxCoder
+    from mmdet.models.task_modules.prior_generators import AnchorGenerator
+
+    from img2pose_mm.heads import DoFBBoxHead, DoFRoIHead
+    from img2pose_mm.task_modules import PoseBBoxCoder
+
+    for part in ('data_preprocessor', 'rpn_head', 'roi_head', 'test_cfg'):
+        _require(getattr(detector, part, None) is not None,
+                 f'a two-stage detector with {part} is needed, got {type(detector).__name__}')
+    roi_head = detector.roi_head
+    _require(type(roi_head) is DoFRoIHead,
+             f'the RoI head must be DoFRoIHead (one stage), got {type(roi_head).__name__}')
+    _require(isinstance(roi_head.bbox_head, DoFBBoxHead)
+             and isinstance(roi_head.bbox_head.bbox_coder, PoseBBoxCoder),
+             'the box head must be a DoFBBoxHead with a PoseBBoxCoder')
+    extractor = roi_head.bbox_roi_extractor
+    _require(isinstance(extractor, SingleRoIExtractor)
+             and all(isinstance(layer, RoIAlign) and layer.pool_mode == 'avg'
+                     for layer in extractor.roi_layers),
+             'the RoI extractor must be a SingleRoIExtractor of average RoIAlign layers')
+    rpn = detector.rpn_head
+    _require(isinstance(rpn.prior_generator, AnchorGenerator)
+             and isinstance(rpn.bbox_coder, DeltaXYWHBBoxCoder)
+             and not rpn.bbox_coder.add_ctr_clamp,
+             'the RPN needs an AnchorGenerator and a DeltaXYWHBBoxCoder')
+    _require(isinstance(rpn, RPNHead), f'the RPN must be an RPNHead, got {type(rpn).__name__}')
+    _nms_threshold(detector.test_cfg.rpn, 'test_cfg.rpn')
+    _nms_threshold(detector.test_cfg.rcnn, 'test_cfg.rcnn')
+
+
+def clip_boxes(boxes: Tensor, img_shape: Tensor) -> Tensor:
+    """Boxes ``(N, 4)`` clipped to ``[0, w] x [0, h]`` (``img_shape`` = ``[h, w]`` tensor)."""
+    upper = img_shape[[1, 0, 1, 0]]
+    return torch.minimum(boxes.clamp(min=0), upper)
+
+
+def batched_nms_keep(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float,
+                     num_classes: int) -> Tensor:
+    """Indices kept by class-aware NMS, by decreasing score.
+
+    mmcv's ``batched_nms`` with its coordinate offset (``labels * (max + 1)``); with one
+    class the offset is zero and this is plain NMS.
+    """
+    if num_classes > 1:
+        # max(boxes, 0) = boxes.max() for clipped boxes, and defined without boxes
+        top = torch.cat([boxes.flatten(), boxes.new_zeros(1)]).max()
+        boxes = boxes + (labels.to(boxes) * (top + 1))[:, None]
+    return nms(boxes, scores, iou_threshold)
+
+
+class ExportableImg2Pose(nn.Module):
+    """An img2pose detector's inference on one image, written for export.
+
+    Input ``image``: ``(1, 3, H, W)`` uint8 in the channel order the detector's pipeline
+    produces (BGR for mmdet pipelines: ``cv2.imread`` order), any ``H, W``. Outputs, in
+    the pixels and camera of that image (``K = [[W + H, 0, W // 2], [0, W + H, H // 2],
+    [0, 0, 1]]``), by decreasing score:
+
+    * ``boxes`` ``(N, 4)`` float32: the pose-projected face boxes;
+    * ``scores`` ``(N,)`` float32; ``labels`` ``(N,)`` int64 (0 = face);
+    * ``poses`` ``(N, 6)`` float32: global ``[rx, ry, rz, tx, ty, tz]``.
+
+    These are the detector's ``predict(..., rescale=False)`` results. The settings of
+    ``detector.test_cfg`` (proposal counts, thresholds) are read when the module is
+    built and become constants of an exported graph.
+
+    Args:
+        detector: a built, loaded two-stage img2pose detector (see :func:`check_exportable`).
+    """
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        check_exportable(detector)
+        self.detector = detector.eval()
+        rpn_cfg, rcnn_cfg = detector.test_cfg.rpn, detector.test_cfg.rcnn
+        self.nms_pre = int(rpn_cfg.get('nms_pre', -1))
+        self.rpn_min_size = float(rpn_cfg.get('min_bbox_size', -1))
+        self.rpn_iou = _nms_threshold(rpn_cfg, 'test_cfg.rpn')
+        self.num_proposals = int(rpn_cfg.get('max_per_img', 1000))
+        self.score_thr = float(rcnn_cfg.get('score_thr', 0.05))
+        self.min_size = float(rcnn_cfg.get('min_bbox_size', 1e-2))
+        self.iou = _nms_threshold(rcnn_cfg, 'test_cfg.rcnn')
+        self.max_per_img = int(rcnn_cfg.get('max_per_img', -1))
+
+    def forward(self, image: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Detections of one ``(1, 3, H, W)`` uint8 image: boxes, scores, labels, poses."""
+        height, width = image.shape[-2:]
+        img_shape = torch.tensor([height, width], dtype=torch.float32, device=image.device)
+        feats = self.detector.extract_feat(self.preprocess(image))
+        proposals = self.propose(feats, img_shape)
+        return self.detect(feats, proposals, img_shape)
+
+    # ------------------------------------------------------------------ stages
+    def preprocess(self, image: Tensor) -> Tensor:
+        """The data preprocessor: channel order, float, mean/std, pad to the divisor."""
+        pre = self.detector.data_preprocessor
+        x = image[:, [2, 1, 0]] if pre._channel_conversion else image
+        x = x.float()
+        if pre._enable_normalize:
+            x = (x - pre.mean) / pre.std
+        divisor = int(pre.pad_size_divisor)
+        height, width = x.shape[-2:]
+        # the padded size as a multiple of the divisor keeps the symbolic sizes of every
+        # feature map simple while exporting (much faster than the remainder form)
+        pad_h = (height + divisor - 1) // divisor * divisor - height
+        pad_w = (width + divisor - 1) // divisor * divisor - width
+        return F.pad(x, (0, pad_w, 0, pad_h), value=float(pre.pad_value))
+
+    def propose(self, feats: Sequence[Tensor], img_shape: Tensor) -> Tensor:
+        """The RPN's proposals ``(K, 4)`` by decreasing objectness.
+
+        mmdet's ``RPNHead.predict_by_feat`` for one image: the ``nms_pre`` best anchors of
+        each level are decoded and clipped, boxes not larger than ``min_bbox_size`` are
+        dropped, NMS at ``nms.iou_threshold`` runs within each level, and the
+        ``max_per_img`` best boxes of all levels are the proposals.
+
+        The levels are decoded together. A dropped box is replaced by the empty box
+        ``(0, 0, 0, 0)`` until after NMS: its overlap with any box is 0, so it suppresses
+        nothing and nothing suppresses it, which is NMS without it.
+        """
+        from mmdet.models.task_modules.coders.delta_xywh_bbox_coder import delta2bbox
+
+        head = self.detector.rpn_head
+        coder = head.bbox_coder
+        cls_scores, bbox_preds = head(feats)
+        anchors = head.prior_generator.grid_priors([c.shape[-2:] for c in cls_scores],
+                                                   dtype=torch.float32,
+                                                   device=cls_scores[0].device)
+        level_scores, level_deltas, level_priors = [], [], []
+        for cls_score, bbox_pred, priors in zip(cls_scores, bbox_preds, anchors):
+            logits = cls_score[0].permute(1, 2, 0).reshape(-1, head.cls_out_channels)
+            scores = (logits.sigmoid() if head.use_sigmoid_cls
+                      else logits.softmax(-1)[:, :-1])[:, 0]
+            deltas = bbox_pred[0].permute(1, 2, 0).reshape(-1, 4)
+            if self.nms_pre > 0:
+                scores, order = scores.topk(torch.sym_min(self.nms_pre, scores.shape[0]))
+                deltas, priors = deltas[order], priors[order]
+            level_scores.append(scores)
+            level_deltas.append(deltas)
+            level_priors.append(priors)
+        scores = torch.cat(level_scores)
+        boxes = delta2bbox(torch.cat(level_priors), torch.cat(level_deltas), coder.means,
+                           coder.stds, max_shape=None, clip_border=False)
+        if coder.clip_border:
+            boxes = clip_boxes(boxes, img_shape)
+        valid = (boxes[:, 2:] - boxes[:, :2] > self.rpn_min_size).all(-1)
+        if self.rpn_min_size < 0:
+            valid = torch.ones_like(valid)
+        boxes = torch.where(valid[:, None], boxes, torch.zeros_like(boxes))
+        keep, start = [], 0
+        for level in level_scores:
+            end = start + level.shape[0]
+            keep.append(nms(boxes[start:end], scores[start:end], self.rpn_iou) + start)
+            start = end
+        keep = torch.cat(keep)
+        keep = keep[valid[keep]]
+        count = keep.shape[0]
+        if self.num_proposals > 0:
+            count = torch.sym_min(self.num_proposals, count)
+        _, order = scores[keep].topk(count)
+        return boxes[keep[order]]
+
+    def roi_features(self, feats: Sequence[Tensor], proposals: Tensor) -> Tuple[Tensor, Tensor]:
+        """RoIAlign features of the proposals, each read from its pyramid level.
+
+        Returns the features grouped by level and, for each, the index of its proposal.
+        """
+        extractor = self.detector.roi_head.bbox_roi_extractor
+        num_levels = len(extractor.featmap_strides)
+        rois = torch.cat([proposals.new_zeros(proposals.shape[0], 1), proposals], 1)
+        levels = extractor.map_roi_levels(rois, num_levels)
+        level_inds, level_feats = [], []
+        for i, layer in enumerate(extractor.roi_layers):
+            inds = (levels == i).nonzero()[:, 0]
+            level_inds.append(inds)
+            level_feats.append(roi_align(feats[i], rois[inds], layer.output_size,
+                                         layer.spatial_scale, layer.sampling_ratio,
+                                         layer.aligned))
+        return torch.cat(level_feats), torch.cat(level_inds)
+
+    def detect(self, feats: Sequence[Tensor], proposals: Tensor,
+               img_shape: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``DoFBBoxHead``'s test path: scores, pose decode, projected boxes, NMS."""
+        roi_head = self.detector.roi_head
+        head = roi_head.bbox_head
+        roi_feats, order = self.roi_features(feats, proposals)
+        if roi_head.with_shared_head:
+            roi_feats = roi_head.shared_head(roi_feats)
+        cls_score, pose_pred = head(roi_feats)
+        # back to the proposals' order (the order NMS breaks exact score ties in)
+        cls_score = torch.zeros_like(cls_score).index_copy(0, order, cls_score)
+        pose_pred = torch.zeros_like(pose_pred).index_copy(0, order, pose_pred)
+
+        boxes = clip_boxes(proposals, img_shape)
+        scores = F.softmax(cls_score, dim=-1)[:, :-1]
+        poses = pose_pred.reshape(pose_pred.shape[0], head.num_classes, -1)
+        sizes = boxes[:, 2:] - boxes[:, :2]
+        keep = (scores > self.score_thr) & (sizes >= self.min_size).all(-1, keepdim=True)
+        roi_inds, labels = keep.nonzero().unbind(1)
+        scores = scores[roi_inds, labels]
+        poses, det_boxes = head.bbox_coder.decode(boxes[roi_inds], poses[roi_inds, labels],
+                                                  img_shape)
+        keep = batched_nms_keep(det_boxes, scores, labels, self.iou, head.num_classes)
+        if self.max_per_img > 0:
+            keep = keep[:self.max_per_img]
+        return det_boxes[keep], scores[keep], labels[keep], poses[keep]
+
+
+__all__ = ['ExportableImg2Pose', 'check_exportable', 'clip_boxes', 'batched_nms_keep',
+           'INPUT_NAMES', 'OUTPUT_NAMES']

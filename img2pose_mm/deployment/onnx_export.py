@@ -1,0 +1,188 @@
+"""Export an img2pose detector to one ONNX graph of standard operators.
+
+:func:`export_onnx` traces :class:`~img2pose_mm.deployment.ExportableImg2Pose` with
+PyTorch's ``torch.export``-based ONNX exporter (onnxscript translations: torchvision's
+``nms`` and ``roi_align`` become ``NonMaxSuppression`` and ``RoiAlign``), simplifies the
+graph with passes that keep every value as computed (constant folding, removal of unused
+nodes, shared initializers and common subexpressions), records what a runtime needs in
+the model's metadata and checks the result with ``onnx.checker``.
+
+Metadata (``metadata_props``, all strings; :func:`read_metadata` parses them):
+
+* ``img2pose_mm.format`` -- :data:`FORMAT_VERSION`;
+* ``img2pose_mm.face_model`` -- JSON: the face model's rules and its 68 / 5 reference
+  points (what decoded the poses; alignment uses the 5 points);
+* ``img2pose_mm.test_cfg`` -- JSON: the proposal counts and thresholds baked into the graph;
+* ``img2pose_mm.input`` -- JSON: dtype, layout, channel order, whether ``H, W`` are dynamic
+  (else the fixed size);
+* ``img2pose_mm.config`` -- the detector's config (its test pipeline resizes the images);
+* ``img2pose_mm.dataset_meta``, ``img2pose_mm.checkpoint``, ``img2pose_mm.version``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from .exportable import INPUT_NAMES, OUTPUT_NAMES, ExportableImg2Pose
+
+#: Version of the graph interface and metadata written by :func:`export_onnx`.
+FORMAT_VERSION = 1
+METADATA_PREFIX = 'img2pose_mm.'
+
+
+def _require_onnx():
+    try:
+        import onnx
+        import onnxscript  # noqa: F401  (the exporter translates with it)
+    except ImportError as err:
+        raise ImportError('ONNX export needs onnx and onnxscript: pip install -e .[deploy]'
+                          ) from err
+    return onnx
+
+
+def graph_metadata(detector: nn.Module, exportable: ExportableImg2Pose, dynamic: bool,
+                   input_shape: Tuple[int, int], checkpoint: Optional[str] = None
+                   ) -> Dict[str, str]:
+    """The metadata an img2pose graph carries (see the module docstring)."""
+    from img2pose_mm.version import __version__
+
+    face = detector.roi_head.bbox_head.bbox_coder.face_model
+    pre = detector.data_preprocessor
+    face_model = dict(face.settings(), points_68=face.points_68.tolist(),
+                      points_5=face.points_5.tolist())
+    test_cfg = dict(nms_pre=exportable.nms_pre, rpn_min_bbox_size=exportable.rpn_min_size,
+                    rpn_iou_threshold=exportable.rpn_iou,
+                    num_proposals=exportable.num_proposals, score_thr=exportable.score_thr,
+                    min_bbox_size=exportable.min_size, iou_threshold=exportable.iou,
+                    max_per_img=exportable.max_per_img)
+    image = dict(name=INPUT_NAMES[0], dtype='uint8', layout='NCHW', batch=1,
+                 channel_order='bgr' if pre._channel_conversion else 'rgb',
+                 dynamic=bool(dynamic), shape=None if dynamic else list(input_shape))
+    cfg = getattr(detector, 'cfg', None)
+    meta = {
+        'format': str(FORMAT_VERSION),
+        'version': __version__,
+        'face_model': json.dumps(face_model),
+        'test_cfg': json.dumps(test_cfg),
+        'input': json.dumps(image),
+        'outputs': json.dumps(list(OUTPUT_NAMES)),
+        'dataset_meta': json.dumps({k: list(v) if isinstance(v, tuple) else v
+                                    for k, v in (getattr(detector, 'dataset_meta', None)
+                                                 or {}).items()}),
+        'checkpoint': os.path.basename(checkpoint) if checkpoint else '',
+        'config': cfg.pretty_text if cfg is not None else '',
+    }
+    return {METADATA_PREFIX + key: value for key, value in meta.items()}
+
+
+def read_metadata(props: Dict[str, str]) -> Dict[str, Any]:
+    """The img2pose metadata of a graph (``{key: value}``, JSON parsed), ``{}`` if none."""
+    meta = {}
+    for key, value in props.items():
+        if not key.startswith(METADATA_PREFIX):
+            continue
+        key = key[len(METADATA_PREFIX):]
+        if key in ('face_model', 'test_cfg', 'input', 'outputs', 'dataset_meta'):
+            value = json.loads(value)
+        meta[key] = value
+    return meta
+
+
+def simplify_graph(model) -> None:
+    """Simplify an ``onnx_ir`` model in place with passes that keep every value exact.
+
+    Functions are inlined, constants folded (shapes included), unused nodes and
+    initializers removed, identical initializers and subexpressions shared. The
+    onnxscript optimizer's pattern rewrites are left out: they are slow on a graph this
+    size and onnxruntime fuses operators itself when it loads the model.
+    """
+    import onnx_ir as ir
+    import onnx_ir.passes.common as common
+    from onnxscript import optimizer
+
+    common.InlinePass()(model)
+    for _ in range(2):
+        optimizer.fold_constants(model)
+        optimizer.remove_unused_nodes(model)
+    ir.passes.Sequential(
+        common.RemoveUnusedFunctionsPass(),
+        common.RemoveUnusedOpsetsPass(),
+        common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
+        common.DeduplicateInitializersPass(),
+        common.CommonSubexpressionEliminationPass(),
+        common.RemoveUnusedNodesPass(),
+    )(model)
+
+
+def example_image(shape: Tuple[int, int], seed: int = 0) -> torch.Tensor:
+    """A ``(1, 3, h, w)`` uint8 image of noise (the input the exporter traces with)."""
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.integers(0, 256, (1, 3, *shape), dtype=np.uint8))
+
+
+def export_onnx(detector: nn.Module,
+                output_file: Union[str, os.PathLike],
+                dynamic: bool = True,
+                input_shape: Sequence[int] = (640, 960),
+                opset: Optional[int] = None,
+                simplify: bool = True,
+                checkpoint: Optional[str] = None,
+                verbose: bool = False) -> str:
+    """Export an img2pose detector as one ONNX graph.
+
+    Args:
+        detector: a built and loaded two-stage img2pose detector (on the CPU, eval mode).
+        output_file: the ``.onnx`` file to write (weights included, one file).
+        dynamic: input height and width are dynamic (any image size); otherwise the graph
+            takes ``input_shape`` only.
+        input_shape: ``(h, w)`` the exporter traces with (the fixed size when not dynamic).
+        opset: ONNX opset (default: the exporter's, at least 18).
+        simplify: run :func:`simplify_graph`.
+        checkpoint: where the weights came from (recorded in the metadata).
+        verbose: the exporter's progress messages.
+
+    Returns:
+        ``output_file`` as a string.
+    """
+    onnx = _require_onnx()
+    output_file = os.fspath(output_file)
+    input_shape = (int(input_shape[0]), int(input_shape[1]))
+    if min(input_shape) < 1:
+        raise ValueError(f'input_shape must be two positive sizes, got {input_shape}')
+    if opset is not None and int(opset) < 18:
+        raise ValueError(f'opset must be >= 18 (the torch.export-based exporter), got {opset}')
+    detector = detector.cpu().eval()
+    exportable = ExportableImg2Pose(detector).eval()
+    image = example_image(input_shape)
+    dynamic_shapes = None
+    if dynamic:
+        dynamic_shapes = {'image': {2: torch.export.Dim('height', min=2, max=16384),
+                                    3: torch.export.Dim('width', min=2, max=16384)}}
+    with warnings.catch_warnings():
+        # torchvision's NMS meta function uses a deprecated name for a dynamic size
+        warnings.filterwarnings('ignore', message='`create_unbacked_symint` is deprecated')
+        with torch.no_grad():
+            program = torch.onnx.export(
+                exportable, (image, ), dynamo=True, input_names=list(INPUT_NAMES),
+                output_names=list(OUTPUT_NAMES), dynamic_shapes=dynamic_shapes,
+                opset_version=opset, optimize=False, external_data=False, verbose=verbose)
+    model = program.model
+    if simplify:
+        simplify_graph(model)
+    model.metadata_props.update(
+        graph_metadata(detector, exportable, dynamic, input_shape, checkpoint))
+    directory = os.path.dirname(os.path.abspath(output_file))
+    os.makedirs(directory, exist_ok=True)
+    program.save(output_file, external_data=False)
+    onnx.checker.check_model(output_file, full_check=True)
+    return output_file
+
+
+__all__ = ['export_onnx', 'simplify_graph', 'graph_metadata', 'read_metadata',
+           'example_image', 'FORMAT_VERSION', 'METADATA_PREFIX']

@@ -2,7 +2,7 @@
 # (docs/reference.md §7), e.g. for weights converted from the original release:
 #   python tools/test.py configs/img2pose_r18_aflw2000.py img2pose_v1_ft_300w_lp_mmdet.pth
 # * the image resized to a short side of 400 (long side at most 1400);
-# * the RPN keeps 500 boxes per level before NMS and 10 after it;
+# * the RPN keeps 500 boxes per level before NMS and 10 after it (_base_/head_pose_protocol.py);
 # * images with any |Pose_Para| angle above 99 degrees are skipped (1969 images remain);
 # * ground truth: the raw Pose_Para angles, the EPnP translation of pt3d_68 in the image
 #   camera, and the 1.1-expanded roll-aware box of those points;
@@ -14,14 +14,10 @@
 # The translation errors use the face model's reference points; for converted original
 # weights give the original's (face_model = dict(reference_points=..., ...) below) to
 # compare translations with the original's numbers.
-_base_ = './img2pose_r18.py'
+_base_ = './_base_/head_pose_protocol.py'
 
 aflw_root = 'data/AFLW2000/'
 face_model = dict()
-
-model = dict(
-    roi_head=dict(bbox_head=dict(bbox_coder=dict(pose_mean=None, pose_stddev=None))),
-    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=10)))
 
 aflw_test_pipeline = [
     dict(type='LoadFacePoseImage'),
@@ -33,28 +29,13 @@ aflw_test_pipeline = [
                     'gt_euler')),
 ]
 test_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=False,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        _delete_=True,
         type='AFLW2000Dataset',
         data_root=aflw_root,
-        data_prefix=dict(img=''),
         max_angle=99.0,
         face_model=face_model,
-        test_mode=True,
         pipeline=aflw_test_pipeline))
-test_evaluator = dict(
-    _delete_=True,
-    type='HeadPoseMetric',
-    selection='iou',
-    score_thr=0.0,
-    iou_offset=1,
-    wrap_angles=False,
-    fallback='last',
-    prefix='aflw2000')
+test_evaluator = dict(selection='iou', score_thr=0.0, iou_offset=1, fallback='last',
+                      prefix='aflw2000')
 val_dataloader = test_dataloader
 val_evaluator = test_evaluator

@@ -6,8 +6,9 @@
 # 6 numbers); the dataset converter writes them next to the LMDB.
 pose_mean = None
 pose_stddev = None
-# the face model (img2pose_mm.structures.FaceModel); None = the packaged face
-face_model = None
+# the face model (img2pose_mm.structures.FaceModel), as in img2pose_r18_fpn.py: dict() =
+# the packaged face and img2pose's rules; checkpoints carry theirs and it wins
+face_model = dict()
 
 model = dict(
     type='RetinaNet',

@@ -2,6 +2,7 @@
 from .dof_bbox_head import DoFBBoxHead, DoFPredictor, SingleSampleSafeBatchNorm1d
 from .dof_cascade_roi_head import DoFCascadeRoIHead
 from .dof_roi_head import DoFRoIHead
+from .gather_roi_extractor import GatherRoIExtractor, roi_align_gather
 
 __all__ = ['DoFBBoxHead', 'DoFPredictor', 'DoFRoIHead', 'DoFCascadeRoIHead',
-           'SingleSampleSafeBatchNorm1d']
+           'SingleSampleSafeBatchNorm1d', 'GatherRoIExtractor', 'roi_align_gather']

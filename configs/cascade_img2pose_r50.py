@@ -36,7 +36,7 @@ model = dict(
         num_stages=3,
         stage_loss_weights=[1, 0.5, 0.25],
         bbox_roi_extractor=dict(
-            type='SingleRoIExtractor',
+            type='GatherRoIExtractor',
             roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=2, aligned=False),
             out_channels=256,
             featmap_strides=[4, 8, 16, 32],

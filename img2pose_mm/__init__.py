@@ -7,6 +7,8 @@ load the package with::
 """
 # importing the sub-packages registers their components into mmdet's registries
 from . import (  # noqa: F401
+               backbones,
+               data_preprocessors,
                datasets,
                dense_heads,
                engine,

@@ -7,6 +7,8 @@ from .dof_bbox_head import (
 )
 from .dof_cascade_roi_head import DoFCascadeRoIHead
 from .dof_roi_head import DoFRoIHead
+from .gather_roi_extractor import GatherRoIExtractor, roi_align_gather
 
 __all__ = ['DoFBBoxHead', 'DoFPredictor', 'DoFRoIHead', 'DoFCascadeRoIHead',
-           'SingleSampleSafeBatchNorm1d', 'rescale_detections']
+           'SingleSampleSafeBatchNorm1d', 'rescale_detections', 'GatherRoIExtractor',
+           'roi_align_gather']

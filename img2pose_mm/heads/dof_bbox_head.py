@@ -150,6 +150,18 @@ class DoFBBoxHead(LegacyPoseKeysMixin, ConvFCBBoxHead):
         pose_feats = x if pose_inds is None else x[pose_inds]
         return self.forward_cls(x), self.forward_pose(pose_feats)
 
+    def rois_with_detections(self, cls_score: Tensor,
+                             rcnn_test_cfg: Optional[ConfigDict] = None) -> Tensor:
+        """Indices of the RoIs whose pose :meth:`predict_by_feat` can read: those with a
+        foreground score above ``score_thr`` (less a 1e-6 margin, so that the set
+        always covers the detections), or all with ``keep_all_rois``."""
+        cfg = rcnn_test_cfg if rcnn_test_cfg is not None else ConfigDict()
+        if cfg.get('keep_all_rois', False):
+            return torch.arange(cls_score.shape[0], device=cls_score.device)
+        scores = F.softmax(cls_score.float(), dim=-1)[:, :-1]
+        keep = (scores > cfg.get('score_thr', 0.05) - 1e-6).any(-1)
+        return keep.nonzero(as_tuple=True)[0]
+
     # ------------------------------------------------------------------ training
     def get_targets(self, sampling_results: List[SamplingResult],
                     rcnn_train_cfg: Optional[ConfigDict] = None, concat: bool = True) -> dict:

@@ -28,11 +28,15 @@ def float32_features(x: Tuple[Tensor], roi_extractor) -> Tuple[Tensor]:
     """The features RoIAlign reads, cast to float32 if autocast made them bfloat16.
 
     mmcv's RoIAlign has no bfloat16 kernel (CPU mixed precision, ``--amp``); float16 on
-    GPU is supported and left alone.
+    GPU is supported and left alone. mmcv's CPU kernel also reads the memory as NCHW
+    whatever the strides, so channels-last levels are made contiguous for extractors
+    that do not handle them (:class:`~img2pose_mm.heads.GatherRoIExtractor` does).
     """
     feats = x[:roi_extractor.num_inputs]
     if feats[0].dtype == torch.bfloat16:
         feats = tuple(f.float() for f in feats)
+    if not getattr(roi_extractor, 'handles_channels_last', False):
+        feats = tuple(f.contiguous() for f in feats)
     return feats
 
 
@@ -94,7 +98,8 @@ class DoFRoIHead(GivenBoxesMixin, StandardRoIHead):
                                              rois)
         if self.with_shared_head:
             bbox_feats = self.shared_head(bbox_feats)
-        cls_score, pose_pred = self.bbox_head(bbox_feats, pose_inds)
+        # flattened once for both branches (a copy for channels-last RoI features)
+        cls_score, pose_pred = self.bbox_head(bbox_feats.flatten(1), pose_inds)
         return dict(cls_score=cls_score, bbox_pred=pose_pred, bbox_feats=bbox_feats)
 
     def bbox_loss(self, x: Tuple[Tensor], sampling_results: List[SamplingResult]) -> dict:
@@ -112,7 +117,32 @@ class DoFRoIHead(GivenBoxesMixin, StandardRoIHead):
     def predict_bbox(self, x: Tuple[Tensor], batch_img_metas: List[dict],
                      rpn_results_list: InstanceList, rcnn_test_cfg: ConfigType,
                      rescale: bool = False) -> InstanceList:
-        """Detections with ``poses`` (global 6DoF) for every image of the batch."""
-        return add_empty_poses(super().predict_bbox(x, batch_img_metas, rpn_results_list,
-                                                    rcnn_test_cfg, rescale),
-                               self.bbox_head.bbox_coder.encode_size)
+        """Detections with ``poses`` (global 6DoF) for every image of the batch.
+
+        mmdet's ``predict_bbox``, except that the pose branch runs only on the RoIs
+        whose class score can pass ``score_thr`` (the others' poses are never read;
+        their rows stay zero): the same detections for less work.
+        """
+        proposals = [res.bboxes for res in rpn_results_list]
+        rois = bbox2roi(proposals)
+        if rois.shape[0] == 0:
+            return add_empty_poses(super().predict_bbox(x, batch_img_metas, rpn_results_list,
+                                                        rcnn_test_cfg, rescale),
+                                   self.bbox_head.bbox_coder.encode_size)
+        bbox_feats = self.bbox_roi_extractor(float32_features(x, self.bbox_roi_extractor),
+                                             rois)
+        if self.with_shared_head:
+            bbox_feats = self.shared_head(bbox_feats)
+        bbox_feats = bbox_feats.flatten(1)         # once (a copy for channels-last RoIs)
+        cls_score = self.bbox_head.forward_cls(bbox_feats)
+        pose_inds = self.bbox_head.rois_with_detections(cls_score, rcnn_test_cfg)
+        pose_pred = self.bbox_head.forward_pose(bbox_feats[pose_inds])
+        if len(pose_inds) < len(rois):
+            pose_pred = pose_pred.new_zeros((len(rois), pose_pred.shape[1])).index_copy_(
+                0, pose_inds, pose_pred)
+        num_per_img = tuple(len(p) for p in proposals)
+        results = self.bbox_head.predict_by_feat(
+            rois=rois.split(num_per_img), cls_scores=cls_score.split(num_per_img),
+            bbox_preds=pose_pred.split(num_per_img), batch_img_metas=batch_img_metas,
+            rcnn_test_cfg=rcnn_test_cfg, rescale=rescale)
+        return add_empty_poses(results, self.bbox_head.bbox_coder.encode_size)

@@ -398,6 +398,11 @@ def run_detections(args) -> int:
             proposals=args.proposals, score_thr=args.score_thr, frozen_bn_eps=args.frozen_bn_eps)
         ours = OursDetector(converted, proposals=args.proposals, score_thr=args.score_thr)
         images = load_images(args.images, args.photos)
+        if args.resize:
+            from PIL import Image
+            h, w = args.resize
+            images = [(name, np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR)))
+                      for name, rgb in images]
         rows, originals = [], []
         for name, rgb in images:
             t0 = time.perf_counter()
@@ -414,7 +419,8 @@ def run_detections(args) -> int:
         speed_table = None
         if args.speed:
             speed_table = run_speed(original, ours, images, args.speed_repeats,
-                                    train=not args.no_train_speed)
+                                    train=not args.no_train_speed,
+                                    train_batch=args.train_batch)
     source = f'seeded random, seed {args.seed}' if weights['seeded'] else files['checkpoint']
     face = 'packaged face' if weights['packaged_face'] else files['reference_points']
     print(f'original: {args.original_repo} @ {original_commit(args.original_repo)}; '
@@ -475,8 +481,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='also time both models per stage (preprocess, backbone+FPN, '
                              'RPN, RoI features, heads, decode+NMS; a training step: '
                              'forward+loss, backward, optimizer)')
-    parser.add_argument('--speed-repeats', type=int, default=2,
-                        help='timed rounds over the images (after one warm-up round)')
+    parser.add_argument('--speed-repeats', type=int, default=5,
+                        help='timed rounds over the images (after one warm-up round); '
+                             'the tables show medians')
+    parser.add_argument('--train-batch', type=int, default=2,
+                        help='images per training step in --speed')
+    parser.add_argument('--resize', type=int, nargs=2, metavar=('H', 'W'),
+                        help='resize every image to H x W (bilinear, before both models)')
     parser.add_argument('--no-train-speed', action='store_true',
                         help='--speed without the training step')
     parser.add_argument('--min-share', type=float, default=0.99,
@@ -562,7 +573,8 @@ def _time_ours_inference(ours: OursDetector, timer: StageTimer) -> None:
     timer.wrap(model, 'extract_feat', 'backbone+FPN')
     timer.wrap(model.rpn_head, 'predict', 'RPN')
     timer.wrap(roi.bbox_roi_extractor, 'forward', 'RoI features')
-    timer.wrap(roi.bbox_head, 'forward', 'heads')
+    for method in ('forward_cls', 'forward_pose'):    # the two branches (test: no forward)
+        timer.wrap(roi.bbox_head, method, 'heads')
     timer.wrap(roi.bbox_head, 'predict_by_feat', 'decode+NMS')
 
 
@@ -584,16 +596,20 @@ def synthetic_faces(img_shape: Tuple[int, int], count: int = 3) -> Tuple[np.ndar
     return poses.numpy(), boxes.numpy()
 
 
-def _original_train_step(original: OriginalDetector, rgb: np.ndarray, poses: np.ndarray,
-                         boxes: np.ndarray, optimizer, timer: StageTimer) -> None:
+def _original_train_step(original: OriginalDetector, batch: List[np.ndarray], optimizer,
+                         timer: StageTimer) -> None:
     from torchvision.transforms.functional import to_tensor
-    h, w = rgb.shape[:2]
+    h, w = batch[0].shape[:2]
     original.net.set_max_min_size(max(h, w), min(h, w))
-    target = dict(boxes=torch.from_numpy(boxes).float(), dofs=torch.from_numpy(poses).float(),
-                  labels=torch.ones(len(boxes), dtype=torch.int64))
+    targets = []
+    for rgb in batch:
+        poses, boxes = synthetic_faces(rgb.shape[:2])
+        targets.append(dict(boxes=torch.from_numpy(boxes).float(),
+                            dofs=torch.from_numpy(poses).float(),
+                            labels=torch.ones(len(boxes), dtype=torch.int64)))
     optimizer.zero_grad()
     start = time.perf_counter()
-    losses = original.model([to_tensor(rgb)], [target])
+    losses = original.model([to_tensor(rgb) for rgb in batch], targets)
     loss = sum(losses.values())
     mid = time.perf_counter()
     loss.backward()
@@ -604,24 +620,29 @@ def _original_train_step(original: OriginalDetector, rgb: np.ndarray, poses: np.
         timer.seconds[stage] = timer.seconds.get(stage, 0.0) + seconds
 
 
-def _ours_train_step(ours: OursDetector, rgb: np.ndarray, poses: np.ndarray,
-                     boxes: np.ndarray, optimizer, timer: StageTimer) -> None:
+def _ours_train_step(ours: OursDetector, batch: List[np.ndarray], optimizer,
+                     timer: StageTimer) -> None:
     from mmdet.structures import DetDataSample
     from mmengine.structures import InstanceData
 
     from img2pose_mm.structures import FacePoses
     model = ours.api.model
-    h, w = rgb.shape[:2]
-    sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
-                                         scale_factor=(1.0, 1.0)))
-    sample.gt_instances = InstanceData(
-        bboxes=torch.from_numpy(boxes).float(), labels=torch.zeros(len(boxes), dtype=torch.long),
-        poses=FacePoses(torch.from_numpy(poses).float(), img_shape=(h, w)))
-    bgr = torch.from_numpy(np.ascontiguousarray(rgb[..., ::-1])).permute(2, 0, 1)
+    inputs, samples = [], []
+    for rgb in batch:
+        h, w = rgb.shape[:2]
+        poses, boxes = synthetic_faces((h, w))
+        sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
+                                             scale_factor=(1.0, 1.0)))
+        sample.gt_instances = InstanceData(
+            bboxes=torch.from_numpy(boxes).float(),
+            labels=torch.zeros(len(boxes), dtype=torch.long),
+            poses=FacePoses(torch.from_numpy(poses).float(), img_shape=(h, w)))
+        samples.append(sample)
+        inputs.append(torch.from_numpy(np.ascontiguousarray(rgb[..., ::-1])).permute(2, 0, 1))
     optimizer.zero_grad()
     start = time.perf_counter()
-    batch = model.data_preprocessor(dict(inputs=[bgr], data_samples=[sample]), True)
-    loss, _ = model.parse_losses(model.loss(batch['inputs'], batch['data_samples']))
+    data = model.data_preprocessor(dict(inputs=inputs, data_samples=samples), True)
+    loss, _ = model.parse_losses(model.loss(data['inputs'], data['data_samples']))
     mid = time.perf_counter()
     loss.backward()
     end = time.perf_counter()
@@ -631,61 +652,131 @@ def _ours_train_step(ours: OursDetector, rgb: np.ndarray, poses: np.ndarray,
         timer.seconds[stage] = timer.seconds.get(stage, 0.0) + seconds
 
 
+class PeakMemory:
+    """Peak resident memory above the level at entry, sampled every ``interval`` s by a
+    thread reading ``/proc/self/statm`` (Linux; ``peak_mb`` stays ``None`` elsewhere)."""
+
+    def __init__(self, interval: float = 0.002) -> None:
+        self.interval = interval
+        self.peak_mb: Optional[float] = None
+
+    @staticmethod
+    def _rss_mb() -> Optional[float]:
+        try:
+            with open('/proc/self/statm') as f:
+                return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def __enter__(self) -> PeakMemory:
+        import threading
+        self._base = self._rss_mb()
+        self._high = self._base
+        self._stop = threading.Event()
+
+        def sample() -> None:
+            while not self._stop.is_set():
+                rss = self._rss_mb()
+                if rss is not None and rss > self._high:
+                    self._high = rss
+                self._stop.wait(self.interval)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        if self._base is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._base is not None:
+            self._thread.join()
+            self.peak_mb = max(self._high, self._rss_mb() or 0.0) - self._base
+
+
+def _median_stages(runs: List[Dict[str, float]]) -> Dict[str, float]:
+    keys = {k for run in runs for k in run}
+    return {k: float(np.median([run.get(k, 0.0) for run in runs])) for k in keys}
+
+
 def run_speed(original: OriginalDetector, ours: OursDetector,
-              images: List[Tuple[str, np.ndarray]], repeats: int, train: bool = True) -> str:
-    """Mean seconds per image and stage of both models (after one warm-up pass), as a
-    table; ``train`` adds one SGD training step per image (forward + losses, backward,
-    optimizer; lr 1e-3, momentum 0.9, weight decay 5e-4 as the original)."""
-    results = {}
-    for side, detector, hook in (('original', original, _time_original_inference),
-                                 ('img2pose_mm', ours, _time_ours_inference)):
-        timer = StageTimer()
-        hook(detector, timer)
-        total = 0.0
+              images: List[Tuple[str, np.ndarray]], repeats: int, train: bool = True,
+              train_batch: int = 2) -> str:
+    """Median seconds per image and stage of both models, interleaved (original, ours,
+    original, ...) after one warm-up call each, so that both see the same machine load;
+    the peak memory above the level before each call (MB, largest over the calls).
+    ``train`` adds training steps of ``train_batch`` images (the first images, repeated
+    when there are fewer) with the same synthetic targets on both sides: forward +
+    losses, backward, SGD step (lr 0 so both stay where they are: momentum 0.9, weight
+    decay 5e-4 as the original)."""
+    sides = (('original', original, _time_original_inference),
+             ('img2pose_mm', ours, _time_ours_inference))
+    timers = {}
+    for side, detector, hook in sides:
+        timers[side] = StageTimer()
+        hook(detector, timers[side])
         for _, rgb in images:
             detector(rgb)                                  # warm-up (not timed)
-        timer.reset()
-        for _ in range(repeats):
-            for _, rgb in images:
-                start = time.perf_counter()
-                detector(rgb)
-                total += time.perf_counter() - start
-        inference = {k: v / (repeats * len(images)) for k, v in timer.seconds.items()}
-        inference['total'] = total / (repeats * len(images))
+    runs = {side: [] for side, _, _ in sides}
+    peaks = {side: 0.0 for side, _, _ in sides}
+    for _ in range(repeats):
+        for _, rgb in images:
+            for side, detector, _ in sides:
+                timers[side].reset()
+                with PeakMemory() as mem:
+                    start = time.perf_counter()
+                    detector(rgb)
+                    total = time.perf_counter() - start
+                runs[side].append(dict(timers[side].seconds, total=total))
+                peaks[side] = max(peaks[side], mem.peak_mb or 0.0)
+    results = {side: dict(_median_stages(runs[side]), **{'peak MB': peaks[side]})
+               for side in runs}
+    for timer in timers.values():
         timer.unwrap()
-        results[side] = inference
     if train:
-        for side, detector, step in (('original', original, _original_train_step),
-                                     ('img2pose_mm', ours, _ours_train_step)):
-            model = detector.model if side == 'original' else detector.api.model
+        batch = [rgb for _, rgb in (images * train_batch)[:train_batch]]
+        models = dict(original=original.model, img2pose_mm=ours.api.model)
+        steps = dict(original=_original_train_step, img2pose_mm=_ours_train_step)
+        detectors = dict(original=original, img2pose_mm=ours)
+        optimizers, states = {}, {}
+        for side, model in models.items():
             params = [p for p in model.parameters() if p.requires_grad]
-            optimizer = torch.optim.SGD(params, lr=1e-3, momentum=0.9, weight_decay=5e-4)
-            state = {k: v.clone() for k, v in model.state_dict().items()}
-            timer = StageTimer()
+            optimizers[side] = torch.optim.SGD(params, lr=0.0, momentum=0.9, weight_decay=5e-4)
+            states[side] = {k: v.clone() for k, v in model.state_dict().items()}
             model.train()
-            torch.manual_seed(0)
-            try:
-                for i, (_, rgb) in enumerate(images * (repeats + 1)):
-                    if i == len(images):                   # first round warms up
-                        timer.reset()
-                    poses, boxes = synthetic_faces(rgb.shape[:2])
-                    step(detector, rgb, poses, boxes, optimizer, timer)
-            finally:
-                model.load_state_dict(state)
+        train_runs = {side: [] for side in models}
+        train_peaks = {side: 0.0 for side in models}
+        torch.manual_seed(0)
+        try:
+            for i in range(repeats + 1):                   # the first round warms up
+                for side in models:
+                    timer = StageTimer()
+                    with PeakMemory() as mem:
+                        steps[side](detectors[side], batch, optimizers[side], timer)
+                    if i:
+                        train_runs[side].append(
+                            dict(timer.seconds, **{'train total': sum(timer.seconds.values())}))
+                        train_peaks[side] = max(train_peaks[side], mem.peak_mb or 0.0)
+        finally:
+            for side, model in models.items():
+                model.load_state_dict(states[side])
                 model.eval()
-            per_image = {k: v / (repeats * len(images)) for k, v in timer.seconds.items()}
-            per_image['train total'] = sum(per_image.values())
-            results[side].update(per_image)
-    stages = list(INFERENCE_STAGES) + ['total'] + (list(TRAIN_STAGES) + ['train total']
-                                                    if train else [])
-    lines = [f'{"stage (s / image)":<20}{"original":>12}{"img2pose_mm":>14}{"ratio":>9}']
+        for side in models:
+            results[side].update(_median_stages(train_runs[side]),
+                                 **{'train peak MB': train_peaks[side]})
+    stages = list(INFERENCE_STAGES) + ['total', 'peak MB'] + (
+        list(TRAIN_STAGES) + ['train total', 'train peak MB'] if train else [])
+    lines = [f'{"stage (s)":<20}{"original":>12}{"img2pose_mm":>14}{"ratio":>9}']
     for stage in stages:
         a, b = results['original'].get(stage), results['img2pose_mm'].get(stage)
         ratio = f'{a / b:>9.2f}' if a and b else f'{"":>9}'
         lines.append(f'{stage:<20}{a if a is not None else float("nan"):>12.3f}'
                      f'{b if b is not None else float("nan"):>14.3f}{ratio}')
-    lines.append(f'ratio = original / img2pose_mm; {repeats} timed round(s) after one warm-up, '
-                 f'{len(images)} image(s), {torch.get_num_threads()} CPU thread(s)')
+    h, w = images[0][1].shape[:2]
+    lines.append(f'ratio = original / img2pose_mm; medians of {repeats} interleaved round(s) '
+                 f'after one warm-up, {len(images)} image(s) ({w}x{h} first), '
+                 f'{original.net.rpn._post_nms_top_n["testing"]} proposals; training: batch '
+                 f'{train_batch}; peak MB = resident memory above the level before the call; '
+                 f'{torch.get_num_threads()} CPU thread(s)')
     return '\n'.join(lines)
 
 

@@ -1,0 +1,86 @@
+"""mmdet's ResNet with its eval-mode BatchNorms folded into the convolutions."""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
+from mmdet.registry import MODELS
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+
+def conv_bn(conv: nn.Module, bn: nn.Module, x: Tensor) -> Tensor:
+    """``bn(conv(x))`` as one convolution when ``bn`` normalises with its running
+    statistics (eval mode or frozen): the weights are scaled per output channel at
+    every call, so the result follows the current parameters and is differentiable
+    with respect to them. Anything else runs as the two modules."""
+    if (bn.training or not isinstance(bn, _BatchNorm) or bn.running_var is None
+            or type(conv) is not nn.Conv2d or conv.padding_mode != 'zeros'):
+        return bn(conv(x))
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = bn.weight * scale
+    bias = -bn.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    if bn.bias is not None:
+        bias = bias + bn.bias
+    weight = conv.weight * scale.view(-1, 1, 1, 1)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        weight = weight.contiguous(memory_format=torch.channels_last)
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def _downsample(module: nn.Module, x: Tensor) -> Tensor:
+    """A ResNet shortcut (``[AvgPool2d,] conv, norm``) with its norm folded."""
+    layers = list(module) if isinstance(module, nn.Sequential) else [module]
+    if len(layers) < 2:
+        return module(x)
+    for layer in layers[:-2]:
+        x = layer(x)
+    return conv_bn(layers[-2], layers[-1], x)
+
+
+@MODELS.register_module()
+class FoldedBNResNet(ResNet):
+    """:class:`mmdet.models.ResNet` (same arguments, weights and checkpoint keys) that
+    folds every BatchNorm in eval mode (frozen, ``norm_eval``, or testing) into the
+    convolution before it (:func:`conv_bn`).
+
+    The activation maps are no longer normalised in a separate pass (forward and
+    backward); outputs equal ResNet's up to float rounding. Blocks with plugins, DCN,
+    checkpointing or a deep stem run as in ResNet.
+    """
+
+    def _block(self, block: nn.Module, x: Tensor) -> Tensor:
+        if getattr(block, 'with_plugins', False) or getattr(block, 'with_dcn', False) \
+                or (block.with_cp and x.requires_grad):
+            return block(x)
+        identity = x if block.downsample is None else _downsample(block.downsample, x)
+        if isinstance(block, BasicBlock):
+            out = block.relu(conv_bn(block.conv1, block.norm1, x))
+            out = conv_bn(block.conv2, block.norm2, out)
+        elif isinstance(block, Bottleneck):
+            out = block.relu(conv_bn(block.conv1, block.norm1, x))
+            out = block.relu(conv_bn(block.conv2, block.norm2, out))
+            out = conv_bn(block.conv3, block.norm3, out)
+        else:
+            return block(x)
+        out += identity
+        return block.relu(out)
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        if self.deep_stem:
+            x = self.stem(x)
+        else:
+            x = self.relu(conv_bn(self.conv1, self.norm1, x))
+        x = self.maxpool(x)
+        outs = []
+        for i, layer_name in enumerate(self.res_layers):
+            for block in getattr(self, layer_name):
+                x = self._block(block, x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)

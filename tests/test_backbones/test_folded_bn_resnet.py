@@ -1,0 +1,68 @@
+"""FoldedBNResNet and ChannelsLastDataPreprocessor: faster layouts, the same numbers."""
+import pytest
+import torch
+from mmdet.registry import MODELS
+
+import img2pose_mm  # noqa: F401
+
+RESNET = dict(depth=18, base_channels=8, num_stages=4, out_indices=(0, 1, 2, 3), frozen_stages=1,
+              norm_cfg=dict(type='BN', requires_grad=False), norm_eval=True, style='pytorch')
+
+
+def pair(**kwargs):
+    torch.manual_seed(0)
+    ref = MODELS.build(dict(RESNET, type='ResNet', **kwargs))
+    for module in ref.modules():                    # non-trivial frozen statistics
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.normal_(0, 0.5)
+    folded = MODELS.build(dict(RESNET, type='FoldedBNResNet', **kwargs))
+    folded.load_state_dict(ref.state_dict())
+    assert folded.state_dict().keys() == ref.state_dict().keys()
+    return ref, folded
+
+
+@pytest.mark.parametrize('depth', [18, 50])
+def test_folded_resnet_equals_resnet(depth):
+    ref, folded = pair(depth=depth)
+    x = torch.randn(2, 3, 64, 96)
+    ref.eval(), folded.eval()
+    with torch.no_grad():
+        for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+            for a, b in zip(ref(inp), folded(inp)):
+                torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    # training with frozen BatchNorm: same losses' gradients for the trainable convs
+    ref.train(), folded.train()
+    grads = []
+    for model in (ref, folded):
+        model.zero_grad()
+        sum((o * o).mean() for o in model(x)).backward()
+        grads.append({k: p.grad for k, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for key, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][key], grad, rtol=1e-4, atol=1e-5)
+
+
+def test_batchnorm_in_training_mode_is_not_folded():
+    ref, folded = pair(norm_cfg=dict(type='BN', requires_grad=True), norm_eval=False,
+                       frozen_stages=-1)
+    ref.train(), folded.train()
+    x = torch.randn(2, 3, 64, 64)
+    for a, b in zip(ref(x), folded(x)):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+
+
+def test_channels_last_preprocessor_at_test_time_only():
+    pre = MODELS.build(dict(type='ChannelsLastDataPreprocessor', mean=[1., 2., 3.],
+                            std=[2., 2., 2.], bgr_to_rgb=True, pad_size_divisor=32))
+    ref = MODELS.build(dict(type='DetDataPreprocessor', mean=[1., 2., 3.], std=[2., 2., 2.],
+                            bgr_to_rgb=True, pad_size_divisor=32))
+    data = dict(inputs=[torch.randint(0, 255, (3, 40, 50), dtype=torch.uint8)])
+    test, expected = pre(data, False)['inputs'], ref(data, False)['inputs']
+    assert test.is_contiguous(memory_format=torch.channels_last) and not test.is_contiguous()
+    torch.testing.assert_close(test, expected, rtol=0, atol=0)
+    assert pre(data, True)['inputs'].is_contiguous()
+    off = MODELS.build(dict(type='ChannelsLastDataPreprocessor', channels_last_devices=()))
+    assert off(data, False)['inputs'].is_contiguous()

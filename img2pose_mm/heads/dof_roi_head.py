@@ -88,18 +88,32 @@ class DoFRoIHead(GivenBoxesMixin, StandardRoIHead):
             self.bbox_sampler = PoseSamplingWrapper(self.bbox_sampler)
 
     def _bbox_forward(self, x: Tuple[Tensor], rois: Tensor,
-                      pose_inds: Optional[Tensor] = None) -> dict:
+                      pose_inds: Optional[Tensor] = None,
+                      rcnn_test_cfg: Optional[ConfigType] = None) -> dict:
         """RoI features once, then ``cls_score`` (all RoIs) and ``bbox_pred`` (the poses).
 
         Args:
             pose_inds: RoIs (bool mask or indices) that get a pose; ``None`` = all.
+            rcnn_test_cfg: at test time: the pose branch runs only on the RoIs whose
+                class score can pass its ``score_thr`` (the others' poses are never
+                read; their rows of ``bbox_pred`` stay zero), the same detections for
+                less work.
         """
         bbox_feats = self.bbox_roi_extractor(float32_features(x, self.bbox_roi_extractor),
                                              rois)
         if self.with_shared_head:
             bbox_feats = self.shared_head(bbox_feats)
         # flattened once for both branches (a copy for channels-last RoI features)
-        cls_score, pose_pred = self.bbox_head(bbox_feats.flatten(1), pose_inds)
+        flat_feats = bbox_feats.flatten(1)
+        if rcnn_test_cfg is None:
+            cls_score, pose_pred = self.bbox_head(flat_feats, pose_inds)
+        else:
+            cls_score = self.bbox_head.forward_cls(flat_feats)
+            pose_inds = self.bbox_head.rois_with_detections(cls_score, rcnn_test_cfg)
+            pose_pred = self.bbox_head.forward_pose(flat_feats[pose_inds])
+            if len(pose_inds) < len(rois):
+                pose_pred = pose_pred.new_zeros((len(rois), pose_pred.shape[1])).index_copy_(
+                    0, pose_inds, pose_pred)
         return dict(cls_score=cls_score, bbox_pred=pose_pred, bbox_feats=bbox_feats)
 
     def bbox_loss(self, x: Tuple[Tensor], sampling_results: List[SamplingResult]) -> dict:
@@ -129,20 +143,12 @@ class DoFRoIHead(GivenBoxesMixin, StandardRoIHead):
             return add_empty_poses(super().predict_bbox(x, batch_img_metas, rpn_results_list,
                                                         rcnn_test_cfg, rescale),
                                    self.bbox_head.bbox_coder.encode_size)
-        bbox_feats = self.bbox_roi_extractor(float32_features(x, self.bbox_roi_extractor),
-                                             rois)
-        if self.with_shared_head:
-            bbox_feats = self.shared_head(bbox_feats)
-        bbox_feats = bbox_feats.flatten(1)         # once (a copy for channels-last RoIs)
-        cls_score = self.bbox_head.forward_cls(bbox_feats)
-        pose_inds = self.bbox_head.rois_with_detections(cls_score, rcnn_test_cfg)
-        pose_pred = self.bbox_head.forward_pose(bbox_feats[pose_inds])
-        if len(pose_inds) < len(rois):
-            pose_pred = pose_pred.new_zeros((len(rois), pose_pred.shape[1])).index_copy_(
-                0, pose_inds, pose_pred)
+        bbox_results = self._bbox_forward(x, rois, rcnn_test_cfg=rcnn_test_cfg)
         num_per_img = tuple(len(p) for p in proposals)
         results = self.bbox_head.predict_by_feat(
-            rois=rois.split(num_per_img), cls_scores=cls_score.split(num_per_img),
-            bbox_preds=pose_pred.split(num_per_img), batch_img_metas=batch_img_metas,
+            rois=rois.split(num_per_img),
+            cls_scores=bbox_results['cls_score'].split(num_per_img),
+            bbox_preds=bbox_results['bbox_pred'].split(num_per_img),
+            batch_img_metas=batch_img_metas,
             rcnn_test_cfg=rcnn_test_cfg, rescale=rescale)
         return add_empty_poses(results, self.bbox_head.bbox_coder.encode_size)

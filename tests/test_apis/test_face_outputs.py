@@ -142,8 +142,8 @@ def oracle_network(monkeypatch, detector, poses, img_shape):
     head = detector.model.roi_head
     forward = head._bbox_forward
 
-    def oracle(x, rois, pose_inds=None):
-        out = forward(x, rois, pose_inds)
+    def oracle(x, rois, *args, **kwargs):
+        out = forward(x, rois, *args, **kwargs)
         target = torch.as_tensor(poses, dtype=torch.float64)
         out['bbox_pred'] = head.bbox_head.bbox_coder.encode(
             rois[:, 1:].double(), target, img_shape).to(out['bbox_pred'])

@@ -191,8 +191,8 @@ def test_alignment_with_the_graph(tiny_graph, tiny_checkpoint, photos):
 
 
 def test_exportable_module_is_the_detector(random_detector):
-    """The export-friendly forward pass gives the detector's own predictions exactly,
-    before any export (images whose sides are and are not multiples of 32)."""
+    """The export-friendly forward pass gives the detector's own predictions (to float
+    rounding), before any export (images whose sides are and are not multiples of 32)."""
     from mmdet.structures import DetDataSample
 
     model = random_detector.model
@@ -208,9 +208,12 @@ def test_exportable_module_is_the_detector(random_detector):
             boxes, scores, labels, poses = exportable(image[None])
         pred = ref.pred_instances
         assert len(pred) == len(boxes) > 0
-        for ours, theirs in ((boxes, pred.bboxes), (scores, pred.scores),
-                             (labels, pred.labels), (poses, pred.poses)):
-            torch.testing.assert_close(ours, theirs, atol=0, rtol=0)
+        # the detector's CPU RoIAlign is the gather extractor on channels-last levels,
+        # the graph's is ONNX RoiAlign on NCHW: equal up to the order of float additions
+        torch.testing.assert_close(labels, pred.labels, atol=0, rtol=0)
+        torch.testing.assert_close(boxes, pred.bboxes, atol=1e-3, rtol=0)
+        torch.testing.assert_close(scores, pred.scores, atol=1e-6, rtol=0)
+        torch.testing.assert_close(poses, pred.poses, atol=1e-5, rtol=1e-5)
 
 
 def test_what_cannot_be_exported():

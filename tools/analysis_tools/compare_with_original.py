@@ -596,6 +596,21 @@ def synthetic_faces(img_shape: Tuple[int, int], count: int = 3) -> Tuple[np.ndar
     return poses.numpy(), boxes.numpy()
 
 
+
+def _timed_step(forward, optimizer, timer: StageTimer) -> None:
+    """One training step (``forward()`` returns the total loss), its forward + losses,
+    backward and optimizer times added to ``timer`` under :data:`TRAIN_STAGES`."""
+    optimizer.zero_grad()
+    start = time.perf_counter()
+    loss = forward()
+    mid = time.perf_counter()
+    loss.backward()
+    end = time.perf_counter()
+    optimizer.step()
+    done = time.perf_counter()
+    for stage, seconds in zip(TRAIN_STAGES, (mid - start, end - mid, done - end)):
+        timer.seconds[stage] = timer.seconds.get(stage, 0.0) + seconds
+
 def _original_train_step(original: OriginalDetector, batch: List[np.ndarray], optimizer,
                          timer: StageTimer) -> None:
     from torchvision.transforms.functional import to_tensor
@@ -607,17 +622,8 @@ def _original_train_step(original: OriginalDetector, batch: List[np.ndarray], op
         targets.append(dict(boxes=torch.from_numpy(boxes).float(),
                             dofs=torch.from_numpy(poses).float(),
                             labels=torch.ones(len(boxes), dtype=torch.int64)))
-    optimizer.zero_grad()
-    start = time.perf_counter()
-    losses = original.model([to_tensor(rgb) for rgb in batch], targets)
-    loss = sum(losses.values())
-    mid = time.perf_counter()
-    loss.backward()
-    end = time.perf_counter()
-    optimizer.step()
-    done = time.perf_counter()
-    for stage, seconds in zip(TRAIN_STAGES, (mid - start, end - mid, done - end)):
-        timer.seconds[stage] = timer.seconds.get(stage, 0.0) + seconds
+    _timed_step(lambda: sum(original.model([to_tensor(rgb) for rgb in batch],
+                                           targets).values()), optimizer, timer)
 
 
 def _ours_train_step(ours: OursDetector, batch: List[np.ndarray], optimizer,
@@ -639,17 +645,11 @@ def _ours_train_step(ours: OursDetector, batch: List[np.ndarray], optimizer,
             poses=FacePoses(torch.from_numpy(poses).float(), img_shape=(h, w)))
         samples.append(sample)
         inputs.append(torch.from_numpy(np.ascontiguousarray(rgb[..., ::-1])).permute(2, 0, 1))
-    optimizer.zero_grad()
-    start = time.perf_counter()
-    data = model.data_preprocessor(dict(inputs=inputs, data_samples=samples), True)
-    loss, _ = model.parse_losses(model.loss(data['inputs'], data['data_samples']))
-    mid = time.perf_counter()
-    loss.backward()
-    end = time.perf_counter()
-    optimizer.step()
-    done = time.perf_counter()
-    for stage, seconds in zip(TRAIN_STAGES, (mid - start, end - mid, done - end)):
-        timer.seconds[stage] = timer.seconds.get(stage, 0.0) + seconds
+
+    def forward() -> torch.Tensor:
+        data = model.data_preprocessor(dict(inputs=inputs, data_samples=samples), True)
+        return model.parse_losses(model.loss(data['inputs'], data['data_samples']))[0]
+    _timed_step(forward, optimizer, timer)
 
 
 class PeakMemory:

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from img2pose_mm.heads.dof_bbox_head import rescale_detections
 from img2pose_mm.heads.pose_targets import PoseSamplingWrapper, encode_pose_targets
+from img2pose_mm.test_time_augs.box_voting import pose_box_voting
 
 
 def levels_to_rows(maps: Sequence[Tensor], dim: int) -> Tensor:
@@ -52,7 +53,10 @@ class DoFRetinaHead(RetinaHead):
       ``loss_points`` over positives, averaged over the positives with a pose.
     * Test: top-``nms_pre`` anchors per level above ``score_thr``, pose decode, boxes
       projected from the poses, NMS on those boxes, ``max_per_img`` (<= 0 keeps all);
-      with ``rescale`` boxes and poses move to the original image.
+      with ``rescale`` boxes and poses move to the original image. With
+      ``test_cfg.pose_voting=dict(iou_thr=...)`` each face NMS keeps takes the score x
+      IoU weighted mean pose of the anchors it suppresses (:func:`pose_box_voting`
+      with the kept anchor's score) and the box projected from that pose.
 
     Args:
         num_classes: foreground classes (1 = face).
@@ -241,6 +245,19 @@ class DoFRetinaHead(RetinaHead):
                                labels=torch.cat(mlvl_labels), poses=poses)
         return self._bbox_post_process(results, cfg, rescale, with_nms, img_meta)
 
+    def _pose_voting(self, results: InstanceData, nms_cfg: dict, voting: dict,
+                     img_shape: Tuple[int, int]) -> InstanceData:
+        """NMS whose every kept face takes the score-weighted mean pose of the anchors
+        it suppresses (:func:`pose_box_voting`, ``score_mode='max'``: the kept anchor's
+        score); its box is projected from that pose."""
+        voted = pose_box_voting(results.bboxes, results.scores, results.poses, results.labels,
+                                iou_thr=voting.get('iou_thr', nms_cfg['iou_threshold']),
+                                score_mode='max', offset=0)
+        poses = voted.poses.to(results.poses.dtype)
+        return InstanceData(bboxes=self.bbox_coder.face_model.pose_to_bbox(poses, img_shape),
+                            scores=voted.scores.to(results.scores.dtype),
+                            labels=voted.labels, poses=poses)
+
     def _bbox_post_process(self, results: InstanceData, cfg: ConfigDict,
                            rescale: bool = False, with_nms: bool = True,
                            img_meta: Optional[dict] = None) -> InstanceData:
@@ -252,10 +269,14 @@ class DoFRetinaHead(RetinaHead):
             valid = (w > min_size) & (h > min_size)
             if not valid.all():
                 results = results[valid]
-        if with_nms and len(results) > 0:
+        voting = cfg.get('pose_voting')
+        if with_nms and len(results) > 0 and voting:
+            results = self._pose_voting(results, cfg['nms'], voting, img_meta['img_shape'][:2])
+        elif with_nms and len(results) > 0:
             dets, keep = batched_nms(results.bboxes, results.scores, results.labels, cfg['nms'])
             results = results[keep]
             results.scores = dets[:, -1]      # soft-NMS re-weights the scores
+        if with_nms and len(results) > 0:
             max_per_img = cfg.get('max_per_img', -1)
             if max_per_img > 0:
                 results = results[:max_per_img]

@@ -195,3 +195,50 @@ def test_predict_decodes_projects_and_suppresses():
     none, = head.predict_by_feat(cls_maps, pose_maps_, batch_img_metas=[meta],
                                  cfg=ConfigDict(TEST_CFG, score_thr=0.99))
     assert len(none) == 0 and none.poses.shape == (0, 6)
+
+
+def test_pose_voting_averages_the_suppressed_anchors_poses():
+    """test_cfg.pose_voting: the kept face takes the score x IoU weighted mean pose of
+    its cluster (scipy's rotation mean and torchvision's IoU as oracles)."""
+    from scipy.spatial.transform import Rotation
+    from torchvision.ops import box_iou
+
+    head = small_head().eval()
+    face = head.bbox_coder.face_model
+    feat_sizes = [(25, 33), (13, 17), (7, 9)]
+    anchors = head.prior_generator.grid_priors(feat_sizes, device='cpu')[0]
+    gt_box = face.pose_to_bbox(GT_POSES[:1], SHAPE).float()
+    chosen = (anchors - gt_box).abs().sum(-1).argsort()[:3]
+    # three anchors see the face with slightly different poses
+    noisy = GT_POSES[:1].repeat(3, 1)
+    noisy[:, :3] += torch.tensor([[0.0, 0.0, 0.0], [0.08, -0.05, 0.02], [-0.04, 0.06, -0.03]])
+    noisy[:, 3:] += torch.tensor([[0.0, 0.0, 0.0], [0.2, -0.1, 0.5], [-0.1, 0.15, -0.4]])
+    scores = torch.full((1, 25 * 33 * 2), -10.0)
+    scores[0, chosen] = torch.tensor([3.0, 2.0, 1.0])
+    poses = torch.zeros(1, 25 * 33 * 2, 6)
+    poses[0, chosen] = head.bbox_coder.encode(anchors[chosen].double(), noisy, SHAPE).float()
+    cls_maps = [scores.reshape(1, 25, 33, 2).permute(0, 3, 1, 2)] + [
+        torch.full((1, 2, h, w), -10.0) for h, w in feat_sizes[1:]]
+    pose_maps_ = [poses.reshape(1, 25, 33, 12).permute(0, 3, 1, 2)] + [
+        torch.zeros(1, 12, h, w) for h, w in feat_sizes[1:]]
+    meta = dict(img_shape=SHAPE)
+
+    raw, = head.predict_by_feat(cls_maps, pose_maps_, batch_img_metas=[meta], with_nms=False)
+    order = raw.scores.argsort(descending=True)
+    raw = raw[order]
+    iou = box_iou(raw.bboxes[:1].double(), raw.bboxes.double())[0]
+    assert (iou > 0.5).all()                   # one cluster
+    weights = (raw.scores.double() / raw.scores[0].double()) * iou
+    expected_t = (weights[:, None] * raw.poses[:, 3:].double()).sum(0) / weights.sum()
+    expected_r = Rotation.from_rotvec(raw.poses[:, :3].double().numpy()).mean(
+        weights.numpy()).as_rotvec()
+
+    cfg = ConfigDict(TEST_CFG, pose_voting=dict(iou_thr=0.5))
+    out, = head.predict_by_feat(cls_maps, pose_maps_, batch_img_metas=[meta], cfg=cfg)
+    assert len(out) == 1 and out.scores[0] == raw.scores[0]
+    torch.testing.assert_close(out.poses[0, 3:].double(), expected_t, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.poses[0, :3].double(), torch.from_numpy(expected_r),
+                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(out.bboxes, face.pose_to_bbox(out.poses, SHAPE))
+    # the vote moved the pose away from the kept anchor's own
+    assert (out.poses[0] - raw.poses[0]).abs().max() > 1e-2

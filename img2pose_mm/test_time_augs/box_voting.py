@@ -100,11 +100,17 @@ def pose_box_voting(bboxes: Tensor, scores: Tensor, poses: Optional[Tensor] = No
     work = bboxes.double()
     lead_boxes, lead_labels = work[leaders], labels[leaders]
 
-    # each box joins the first leader (score order) it overlaps by more than iou_thr
+    # each box joins the first leader (score order) it overlaps by more than iou_thr;
+    # a leader joins itself, so only the other boxes are matched
     assign = torch.empty(len(bboxes), dtype=torch.long, device=bboxes.device)
     overlap = torch.empty(len(bboxes), dtype=work.dtype, device=bboxes.device)
-    for start in range(0, len(bboxes), chunk_size):
-        block = slice(start, start + chunk_size)
+    assign[leaders] = torch.arange(num_leaders, device=bboxes.device)
+    overlap[leaders] = 1.0
+    followers = torch.ones(len(bboxes), dtype=torch.bool, device=bboxes.device)
+    followers[leaders] = False
+    followers = followers.nonzero()[:, 0]
+    for start in range(0, len(followers), chunk_size):
+        block = followers[start:start + chunk_size]
         iou = box_iou(lead_boxes, work[block], offset)                # (L, B)
         iou = torch.where(lead_labels[:, None] == labels[block][None], iou,
                           torch.full_like(iou, -1.0))
@@ -114,9 +120,6 @@ def pose_box_voting(bboxes: Tensor, scores: Tensor, poses: Optional[Tensor] = No
         first = torch.where(member.any(0), first, iou.argmax(0))
         assign[block] = first
         overlap[block] = iou.gather(0, first[None])[0].clamp(min=0)
-    self_index = torch.arange(num_leaders, device=bboxes.device)
-    assign[leaders] = self_index
-    overlap[leaders] = 1.0
 
     lead_scores = scores.double()[leaders]
     weights = scores.double() / lead_scores[assign].clamp(min=1e-12) * overlap

@@ -269,14 +269,15 @@ class DoFRetinaHead(RetinaHead):
             valid = (w > min_size) & (h > min_size)
             if not valid.all():
                 results = results[valid]
-        voting = cfg.get('pose_voting')
-        if with_nms and len(results) > 0 and voting:
-            results = self._pose_voting(results, cfg['nms'], voting, img_meta['img_shape'][:2])
-        elif with_nms and len(results) > 0:
-            dets, keep = batched_nms(results.bboxes, results.scores, results.labels, cfg['nms'])
-            results = results[keep]
-            results.scores = dets[:, -1]      # soft-NMS re-weights the scores
         if with_nms and len(results) > 0:
+            if cfg.get('pose_voting'):
+                results = self._pose_voting(results, cfg['nms'], cfg['pose_voting'],
+                                            img_meta['img_shape'][:2])
+            else:
+                dets, keep = batched_nms(results.bboxes, results.scores, results.labels,
+                                         cfg['nms'])
+                results = results[keep]
+                results.scores = dets[:, -1]      # soft-NMS re-weights the scores
             max_per_img = cfg.get('max_per_img', -1)
             if max_per_img > 0:
                 results = results[:max_per_img]

@@ -596,7 +596,6 @@ def synthetic_faces(img_shape: Tuple[int, int], count: int = 3) -> Tuple[np.ndar
     return poses.numpy(), boxes.numpy()
 
 
-
 def _timed_step(forward, optimizer, timer: StageTimer) -> None:
     """One training step (``forward()`` returns the total loss), its forward + losses,
     backward and optimizer times added to ``timer`` under :data:`TRAIN_STAGES`."""
@@ -610,6 +609,7 @@ def _timed_step(forward, optimizer, timer: StageTimer) -> None:
     done = time.perf_counter()
     for stage, seconds in zip(TRAIN_STAGES, (mid - start, end - mid, done - end)):
         timer.seconds[stage] = timer.seconds.get(stage, 0.0) + seconds
+
 
 def _original_train_step(original: OriginalDetector, batch: List[np.ndarray], optimizer,
                          timer: StageTimer) -> None:

@@ -15,6 +15,7 @@ from . import (  # noqa: F401
                evaluation,
                heads,
                losses,
+               necks,
                structures,
                task_modules,
                test_time_augs,

@@ -1,11 +1,67 @@
-"""mmdet's RPN head with its box work kept in float32 under mixed precision."""
+"""mmdet's RPN head with its box work kept in float32 under mixed precision and an NMS
+that stops once it has the proposals it keeps."""
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional, Sequence, Tuple
 
+import torch
+from mmcv.ops import nms
 from mmdet.models.dense_heads import RPNHead
 from mmdet.registry import MODELS
-from torch import Tensor
+from mmdet.structures.bbox import get_box_tensor, get_box_wh, scale_boxes
+from mmengine.config import ConfigDict
+from mmengine.structures import InstanceData
+from torch import Tensor, nn
+
+
+def leading_levelwise_nms(boxes: Tensor, scores: Tensor, level_ids: Tensor,
+                          iou_threshold: float, max_num: int = -1) -> Tensor:
+    """Indices of the ``max_num`` highest-scoring boxes kept by NMS run within each level
+    (all of them if ``max_num <= 0``), highest score first.
+
+    Greedy NMS keeps a box unless a higher-scoring kept box of its level overlaps it, so
+    the boxes it keeps among the ``n`` best are those it keeps when run on the ``n`` best
+    alone. NMS therefore runs on the best ``2 * max_num`` boxes and on four times as
+    many each time that keeps fewer than ``max_num``: the RPN's 300 or 1000 proposals
+    come from a few thousand of its ~20000 candidates instead of all of them.
+    """
+    order = scores.argsort(descending=True)
+    total = order.numel()
+    n = total if max_num <= 0 else min(total, 2 * max_num)
+    while True:
+        best = order[:n]
+        best_levels = level_ids[best]
+        kept = [members[nms(boxes[members], scores[members], iou_threshold)[1]]
+                for members in (best[best_levels == level] for level in best_levels.unique())]
+        kept = torch.cat(kept) if kept else best
+        kept = kept[scores[kept].argsort(descending=True)]
+        if max_num <= 0 or n == total:
+            return kept if max_num <= 0 else kept[:max_num]
+        if kept.numel() >= max_num:
+            return kept[:max_num]
+        n = min(total, 4 * n)
+
+
+def _is_pointwise(conv: nn.Module) -> bool:
+    return (type(conv) is nn.Conv2d and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
+            and conv.padding == (0, 0) and conv.groups == 1 and conv.bias is not None)
+
+
+def pointwise_convs(x: Tensor, convs: Sequence[nn.Conv2d]) -> Tuple[Tensor, ...]:
+    """The outputs of several 1x1 convolutions (with bias) of one NCHW-contiguous map,
+    computed as one batched matrix product ``W @ x[b].view(C, H * W)``.
+
+    The same numbers up to float rounding. On CPUs oneDNN's backward of a 1x1
+    convolution with a handful of output channels is memory-bound and slow: for the
+    RPN's score and box convs on a 2 x 256 x 160 x 240 map, forward + backward take
+    about 80 ms this way against 390 ms as two convolutions.
+    """
+    b, c, h, w = x.shape
+    weight = torch.cat([conv.weight.flatten(1) for conv in convs])
+    bias = torch.cat([conv.bias for conv in convs])
+    out = torch.baddbmm(bias.view(1, -1, 1).expand(b, -1, h * w), weight.expand(b, -1, -1),
+                        x.view(b, c, h * w))
+    return out.view(b, -1, h, w).split([conv.out_channels for conv in convs], dim=1)
 
 
 @MODELS.register_module()
@@ -28,3 +84,37 @@ class Img2PoseRPNHead(RPNHead):
                         **kwargs):
         return super().predict_by_feat([s.float() for s in cls_scores],
                                        [b.float() for b in bbox_preds], *args, **kwargs)
+
+    def forward_single(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """RPNHead's conv + ReLU (in place) + 1x1 score and box convs; on NCHW maps the
+        two 1x1 convs are one batched matrix product (:func:`pointwise_convs`)."""
+        if not isinstance(self.rpn_conv, nn.Conv2d):
+            return super().forward_single(x)
+        x = self.rpn_conv(x).relu_()
+        if x.is_contiguous() and _is_pointwise(self.rpn_cls) and _is_pointwise(self.rpn_reg):
+            return pointwise_convs(x, (self.rpn_cls, self.rpn_reg))
+        return self.rpn_cls(x), self.rpn_reg(x)
+
+    def _bbox_post_process(self, results: InstanceData, cfg: ConfigDict,
+                           rescale: bool = False, with_nms: bool = True,
+                           img_meta: Optional[dict] = None) -> InstanceData:
+        """RPNHead's post-processing (rescale, small-box filter, NMS within each level,
+        the ``max_per_img`` best) with :func:`leading_levelwise_nms`; other NMS types
+        (soft-NMS rescores) run RPNHead's."""
+        nms_cfg = dict(cfg.get('nms') or {})
+        if not with_nms or nms_cfg.pop('type', 'nms') != 'nms' or 'iou_threshold' not in nms_cfg \
+                or set(nms_cfg) - {'iou_threshold', 'split_thr'}:
+            return super()._bbox_post_process(results, cfg, rescale, with_nms, img_meta)
+        if rescale:
+            results.bboxes = scale_boxes(results.bboxes,
+                                         [1 / s for s in img_meta['scale_factor']])
+        if cfg.get('min_bbox_size', -1) >= 0:
+            w, h = get_box_wh(results.bboxes)
+            results = results[(w > cfg.min_bbox_size) & (h > cfg.min_bbox_size)]
+        keep = leading_levelwise_nms(get_box_tensor(results.bboxes), results.scores,
+                                     results.level_ids, nms_cfg['iou_threshold'],
+                                     cfg.get('max_per_img', -1))
+        results = results[keep]
+        results.labels = results.scores.new_zeros(len(results), dtype=torch.long)
+        del results.level_ids
+        return results

@@ -33,12 +33,15 @@ def test_folded_resnet_equals_resnet(depth):
         for inp in (x, x.contiguous(memory_format=torch.channels_last)):
             for a, b in zip(ref(inp), folded(inp)):
                 torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
-    # training with frozen BatchNorm: same losses' gradients for the trainable convs
+    # training with frozen BatchNorm: same losses' gradients for the trainable convs; the
+    # frozen stem and stage run channels-last and every output returns NCHW
     ref.train(), folded.train()
     grads = []
     for model in (ref, folded):
         model.zero_grad()
-        sum((o * o).mean() for o in model(x)).backward()
+        outs = model(x)
+        assert all(o.is_contiguous() for o in outs)
+        sum((o * o).mean() for o in outs).backward()
         grads.append({k: p.grad for k, p in model.named_parameters() if p.grad is not None})
     assert grads[0].keys() == grads[1].keys() and grads[0]
     for key, grad in grads[0].items():

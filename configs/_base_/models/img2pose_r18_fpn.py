@@ -34,7 +34,9 @@ model = dict(
         style='pytorch',
         init_cfg=None),                       # no ImageNet weights can be fetched offline
     neck=dict(
-        type='FPN',
+        # mmdet's FPN (same weights); the P2 output conv reads C2 and P3 directly, with
+        # the lateral conv and the 2x upsampling folded into its kernels
+        type='FoldedFPN',
         in_channels=[64, 128, 256, 512],
         out_channels=256,
         num_outs=5),                          # P2-P5 + max-pooled P6

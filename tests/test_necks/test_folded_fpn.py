@@ -1,0 +1,101 @@
+"""FoldedFPN: the finest FPN output with the lateral conv and upsampling folded into the
+output conv equals mmdet's FPN (forward and backward) with the same parameters."""
+import pytest
+import torch
+import torch.nn.functional as F
+from mmdet.registry import MODELS
+
+import img2pose_mm  # noqa: F401
+from img2pose_mm.necks import FoldedFPN, add_phases_, nearest_upsampling_phase_kernels
+
+
+def test_phase_kernels_equal_a_conv_over_the_upsampled_map():
+    torch.manual_seed(0)
+    weight = torch.randn(5, 3, 3, 3, dtype=torch.float64)
+    coarse = torch.randn(2, 3, 4, 6, dtype=torch.float64)
+    expected = F.conv2d(F.interpolate(coarse, scale_factor=2, mode='nearest'), weight, padding=1)
+    phases = F.conv2d(coarse, nearest_upsampling_phase_kernels(weight), padding=1)
+    assert phases.shape == (2, 4 * 5, 5, 7)
+    # the documented indexing, element by element
+    for py in range(2):
+        for px in range(2):
+            block = phases[:, (2 * py + px) * 5:(2 * py + px + 1) * 5, py:py + 4, px:px + 6]
+            torch.testing.assert_close(block, expected[:, :, py::2, px::2])
+    out = torch.zeros_like(expected)
+    torch.testing.assert_close(add_phases_(out, phases), expected)
+    # any memory layout of both tensors
+    out = torch.zeros_like(expected).contiguous(memory_format=torch.channels_last)
+    add_phases_(out, phases.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, expected)
+    with pytest.raises(ValueError, match='3, 3'):
+        nearest_upsampling_phase_kernels(torch.zeros(4, 4, 1, 1))
+
+
+def build_pair(**kwargs):
+    cfg = dict(in_channels=[8, 16, 24, 32], out_channels=32, num_outs=5)
+    cfg.update(kwargs)
+    torch.manual_seed(0)
+    ref = MODELS.build(dict(cfg, type='FPN'))
+    for p in ref.parameters():                       # non-zero biases too
+        torch.nn.init.normal_(p, std=0.2)
+    folded = MODELS.build(dict(cfg, type='FoldedFPN'))
+    folded.load_state_dict(ref.state_dict())
+    assert folded.state_dict().keys() == ref.state_dict().keys()
+    return ref, folded
+
+
+def pyramid(channels=(8, 16, 24, 32), size=(32, 48), batch=2, start=0):
+    h, w = size
+    return tuple(torch.randn(batch, c, h >> i, w >> i) for i, c in enumerate(channels))
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(),                                                       # P2-P5 + max-pooled P6
+    dict(start_level=1, in_channels=[64, 8, 24, 32], add_extra_convs='on_input'),
+    dict(add_extra_convs='on_output', relu_before_extra_convs=True, num_outs=6),
+    dict(add_extra_convs='on_lateral', upsample_cfg=dict(mode='nearest', scale_factor=2)),
+])
+def test_folded_fpn_equals_fpn(kwargs):
+    ref, folded = build_pair(**kwargs)
+    assert folded.folds_finest
+    inputs = pyramid(ref.in_channels)
+    with torch.no_grad():
+        for x in (inputs, tuple(t.contiguous(memory_format=torch.channels_last) for t in inputs)):
+            expected, got = ref(x), folded(x)
+            assert len(got) == len(expected) == ref.num_outs
+            for a, b in zip(expected, got):
+                torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+            # the input's layout is kept (a channels-last P2 would slow the training
+            # backward of every convolution after it)
+            fmt = torch.channels_last if x[0].is_contiguous(
+                memory_format=torch.channels_last) else torch.contiguous_format
+            assert got[0].is_contiguous(memory_format=fmt)
+    # gradients of every parameter and of the inputs (float64: exact up to rounding)
+    grads = []
+    for model in (ref.double(), folded.double()):
+        model.zero_grad()
+        x = tuple(t.double().requires_grad_() for t in inputs)
+        sum((o * torch.linspace(-1, 1, o.shape[-1], dtype=o.dtype)).sum() for o in model(x)).backward()
+        grads.append([p.grad for p in model.parameters()] + [t.grad for t in x])
+    for a, b in zip(*grads):
+        if a is None:
+            assert b is None
+            continue
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+
+
+def test_fold_only_where_it_saves_work_or_applies():
+    # ResNet-50's 256-channel C2 would cost more folded
+    assert not build_pair(in_channels=[256, 16, 24, 32], out_channels=256)[1].folds_finest
+    assert not build_pair(upsample_cfg=dict(mode='bilinear'))[1].folds_finest
+    assert not build_pair(norm_cfg=dict(type='BN'))[1].folds_finest
+    # a finest map that is not exactly twice the next (odd sizes) runs FPN's forward
+    ref, folded = build_pair()
+    inputs = list(pyramid(ref.in_channels, size=(32, 48)))
+    inputs[0] = torch.randn(2, 8, 31, 47)
+    inputs[1] = torch.randn(2, 16, 16, 24)
+    assert not folded._can_fold(inputs)
+    with torch.no_grad():
+        for a, b in zip(ref(tuple(inputs)), folded(tuple(inputs))):
+            torch.testing.assert_close(b, a, rtol=0, atol=0)
+    assert isinstance(folded, FoldedFPN)

@@ -143,21 +143,27 @@ class GatherRoIExtractor(SingleRoIExtractor):
             levels = self.map_roi_levels(rois, num_levels)
         counts: List[int] = torch.bincount(levels, minlength=num_levels).tolist()
         used = [i for i, count in enumerate(counts) if count > 0]
-        if len(used) == 1:
-            i = used[0]
-            out = roi_align_gather(feats[i], rois, 1.0 / self.featmap_strides[i],
-                                   **self._gather_args)
-        else:
-            out = feats[0].new_zeros((len(rois), out_h, out_w, channels))
-            for i in used:
-                inds = (levels == i).nonzero(as_tuple=True)[0]
-                level_out = roi_align_gather(feats[i], rois[inds], 1.0 / self.featmap_strides[i],
-                                             **self._gather_args)
-                out = out.index_copy(0, inds, level_out) if level_out.requires_grad \
-                    else out.index_copy_(0, inds, level_out)
+        unused = []
         if torch.is_grad_enabled() and any(f.requires_grad for f in feats):
             # every level in the graph (mmdet's rule: DDP needs each level's gradient)
             unused = [feats[i].sum() * 0.0 for i in range(num_levels) if counts[i] == 0]
+        if len(used) <= 1:
+            if used:
+                out = roi_align_gather(feats[used[0]], rois, 1.0 / self.featmap_strides[used[0]],
+                                       **self._gather_args)
+            else:
+                out = feats[0].new_zeros((0, out_h, out_w, channels))
             if unused:
                 out = out + sum(unused)
+        else:
+            # the RoIs of each level together, one concatenation, one permutation back
+            order = torch.argsort(levels, stable=True)
+            parts = [roi_align_gather(feats[i], rois[inds], 1.0 / self.featmap_strides[i],
+                                      **self._gather_args)
+                     for i, inds in zip(used, order.split([counts[i] for i in used]))]
+            if unused:           # an empty block that carries the unused levels' graph
+                parts.append(sum(unused).view(1, 1, 1, 1).expand(0, out_h, out_w, channels))
+            inverse = torch.empty_like(order)
+            inverse[order] = torch.arange(len(order), device=order.device)
+            out = torch.cat(parts).index_select(0, inverse)
         return out.permute(0, 3, 1, 2)

@@ -77,6 +77,17 @@ def test_extractor_equals_single_roi_extractor(channels_last):
     small = torch.tensor([[0., 10., 10., 30., 40.], [1., 50., 60., 70., 90.]])
     grads = torch.autograd.grad(gather(leaves, small).sum(), leaves)
     assert all(g is not None for g in grads) and grads[1].abs().sum() == 0
+    # two levels used (P2, P3), two not: the same, and the used ones match mmcv's
+    two = torch.tensor([[0., 10., 10., 30., 40.], [1., 4., 4., 124., 124.],
+                        [0., 5., 5., 25., 30.]])
+    leaves = [f.detach().requires_grad_() for f in feats]
+    out = gather(leaves, two)
+    torch.testing.assert_close(out, single([f.contiguous() for f in feats], two),
+                               rtol=1e-5, atol=1e-6)
+    grads = torch.autograd.grad(out.sum(), leaves)
+    assert all(g is not None for g in grads)
+    assert grads[0].abs().sum() > 0 and grads[1].abs().sum() > 0
+    assert grads[2].abs().sum() == 0 and grads[3].abs().sum() == 0
     with torch.no_grad():
         assert gather(feats, rois[:0]).shape == (0, 16, 7, 7)
 

@@ -21,8 +21,8 @@ def leading_levelwise_nms(boxes: Tensor, scores: Tensor, level_ids: Tensor,
 
     Greedy NMS keeps a box unless a higher-scoring kept box of its level overlaps it, so
     the boxes it keeps among the ``n`` best are those it keeps when run on the ``n`` best
-    alone. NMS therefore runs on the best ``2 * max_num`` boxes and on four times as
-    many each time that keeps fewer than ``max_num``: the RPN's 300 or 1000 proposals
+    alone. NMS therefore runs on the best ``2 * max_num`` boxes and on twice as many
+    each time that keeps fewer than ``max_num``: the RPN's 300 or 1000 proposals
     come from a few thousand of its ~20000 candidates instead of all of them.
     """
     order = scores.argsort(descending=True)
@@ -39,7 +39,7 @@ def leading_levelwise_nms(boxes: Tensor, scores: Tensor, level_ids: Tensor,
             return kept if max_num <= 0 else kept[:max_num]
         if kept.numel() >= max_num:
             return kept[:max_num]
-        n = min(total, 4 * n)
+        n = min(total, 2 * n)
 
 
 def _is_pointwise(conv: nn.Module) -> bool:

@@ -91,10 +91,46 @@ def roi_align_gather(feat: Tensor, rois: Tensor, spatial_scale: float,
     index = base + iy[:, :, None, :, None] * w + ix[:, None, :, None, :]
     weight = wy[:, :, None, :, None] * wx[:, None, :, None, :]
     bag = index.shape[-1] * index.shape[-2]
-    table = feat.permute(0, 2, 3, 1).reshape(b * h * w, c)     # a view for channels-last maps
+    table = _PixelRows.apply(feat)              # a view for channels-last maps
     out = F.embedding_bag(index.reshape(-1, bag), table,
                           per_sample_weights=weight.reshape(-1, bag), mode='sum')
     return out.view(n, out_h, out_w, c)
+
+
+class _PixelRows(torch.autograd.Function):
+    """``(B, C, H, W) -> (B * H * W, C)``, whose gradient comes back in the map's own
+    layout: an NCHW map gets an NCHW gradient, so adding it to the other consumers'
+    (the RPN's) gradient and the convolution backward that follows need no copies."""
+
+    @staticmethod
+    def forward(ctx, feat: Tensor) -> Tensor:
+        ctx.shape = feat.shape
+        ctx.channels_last = not feat.is_contiguous() and feat.is_contiguous(
+            memory_format=torch.channels_last)
+        return feat.permute(0, 2, 3, 1).reshape(-1, feat.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        b, c, h, w = ctx.shape
+        grad = grad.view(b, h, w, c).permute(0, 3, 1, 2)
+        return grad if ctx.channels_last else grad.contiguous()
+
+
+class _PermuteRows(torch.autograd.Function):
+    """``out[order[k]] = x[k]`` for a permutation ``order``, as a gather both ways
+    (``index_select``'s backward scatters, several times slower on CPUs)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, order: Tensor) -> Tensor:
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(len(order), device=order.device)
+        ctx.save_for_backward(order)
+        return x.index_select(0, inverse)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        order, = ctx.saved_tensors
+        return grad.index_select(0, order), None
 
 
 @MODELS.register_module()
@@ -163,7 +199,5 @@ class GatherRoIExtractor(SingleRoIExtractor):
                      for i, inds in zip(used, order.split([counts[i] for i in used]))]
             if unused:           # an empty block that carries the unused levels' graph
                 parts.append(sum(unused).view(1, 1, 1, 1).expand(0, out_h, out_w, channels))
-            inverse = torch.empty_like(order)
-            inverse[order] = torch.arange(len(order), device=order.device)
-            out = torch.cat(parts).index_select(0, inverse)
+            out = _PermuteRows.apply(torch.cat(parts), order)
         return out.permute(0, 3, 1, 2)

@@ -1,4 +1,4 @@
 """Necks registered in ``mmdet.registry.MODELS``."""
-from .folded_fpn import FoldedFPN, add_phases_, nearest_upsampling_phase_kernels
+from .folded_fpn import FoldedFPN, add_phases, nearest_upsampling_phase_kernels
 
-__all__ = ['FoldedFPN', 'add_phases_', 'nearest_upsampling_phase_kernels']
+__all__ = ['FoldedFPN', 'add_phases', 'nearest_upsampling_phase_kernels']

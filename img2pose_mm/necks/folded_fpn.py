@@ -54,11 +54,13 @@ def nearest_upsampling_phase_kernels(weight: Tensor) -> Tensor:
     return torch.cat([phase for rows in collapse(weight, 2) for phase in collapse(rows, 3)])
 
 
-def add_phases_(out: Tensor, phases: Tensor) -> Tensor:
-    """``out += interleave(phases)`` in place, without copying ``phases``.
+def add_phases(out: Tensor, phases: Tensor) -> Tensor:
+    """``out + interleave(phases)`` without copying ``phases``, in ``out``'s layout.
 
     ``out`` is ``(B, C, 2h, 2w)``, ``phases`` the ``(B, 4C, h + 1, w + 1)`` result of a
-    convolution with :func:`nearest_upsampling_phase_kernels` (any memory layout)."""
+    convolution with :func:`nearest_upsampling_phase_kernels` (any memory layout). The
+    sum is written into ``out`` unless autograd records it (an in-place add on a view
+    would make the backward copy the whole gradient)."""
     b, c, fine_h, fine_w = out.shape
     h, w = fine_h // 2, fine_w // 2
     sb, sk, sh, sw = phases.stride()
@@ -66,6 +68,8 @@ def add_phases_(out: Tensor, phases: Tensor) -> Tensor:
     view = phases.as_strided((b, c, h, 2, w, 2),
                              (sb, sk, sh, 2 * c * sk + sh, sw, c * sk + sw),
                              phases.storage_offset())
+    if torch.is_grad_enabled() and (out.requires_grad or phases.requires_grad):
+        return (out.view(b, c, h, 2, w, 2) + view).view(b, c, fine_h, fine_w)
     out.view(b, c, h, 2, w, 2).add_(view)
     return out
 
@@ -132,7 +136,7 @@ class FoldedFPN(FPN):
             coarse_lateral = coarse_lateral + lateral.bias.view(1, -1, 1, 1)
         phases = nearest_upsampling_phase_kernels(output.weight)
         phases = F.conv2d(coarse_lateral, _like(phases, coarse_lateral), padding=1)
-        return add_phases_(out, phases)
+        return add_phases(out, phases)
 
     def forward(self, inputs: Tuple[Tensor]) -> tuple:
         assert len(inputs) == len(self.in_channels)

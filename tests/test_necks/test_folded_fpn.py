@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from mmdet.registry import MODELS
 
 import img2pose_mm  # noqa: F401
-from img2pose_mm.necks import FoldedFPN, add_phases_, nearest_upsampling_phase_kernels
+from img2pose_mm.necks import FoldedFPN, add_phases, nearest_upsampling_phase_kernels
 
 
 def test_phase_kernels_equal_a_conv_over_the_upsampled_map():
@@ -22,11 +22,16 @@ def test_phase_kernels_equal_a_conv_over_the_upsampled_map():
             block = phases[:, (2 * py + px) * 5:(2 * py + px + 1) * 5, py:py + 4, px:px + 6]
             torch.testing.assert_close(block, expected[:, :, py::2, px::2])
     out = torch.zeros_like(expected)
-    torch.testing.assert_close(add_phases_(out, phases), expected)
+    torch.testing.assert_close(add_phases(out, phases), expected)
     # any memory layout of both tensors
     out = torch.zeros_like(expected).contiguous(memory_format=torch.channels_last)
-    add_phases_(out, phases.contiguous(memory_format=torch.channels_last))
+    add_phases(out, phases.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(out, expected)
+    # recorded by autograd: a new tensor (an in-place add on a view would copy the whole
+    # gradient in the backward)
+    leaf = torch.zeros_like(expected, requires_grad=True)
+    torch.testing.assert_close(add_phases(leaf, phases), expected)
+    assert leaf.detach().abs().sum() == 0
     with pytest.raises(ValueError, match='3, 3'):
         nearest_upsampling_phase_kernels(torch.zeros(4, 4, 1, 1))
 

@@ -255,6 +255,15 @@ def test_tta_on_flipped_image_flips_the_poses(tmp_path, model_config):
             merged.append(tta_model.test_step(batch)[0].pred_instances)
     direct, mirror = merged
     assert len(direct.scores) > 10 and len(direct.scores) == len(mirror.scores)
+    x1, y1, x2, y2 = direct.bboxes.unbind(-1)
+    mirrored = torch.stack([320 - x2, y1, 320 - x1, y2], -1)
+    # detections with equal scores come in either order: compare in one canonical order
+    # (score, then the box in the mirror's frame)
+    def canonical(scores, boxes):
+        keys = [b.numpy() for b in boxes.round(decimals=1).unbind(-1)[::-1]]
+        return torch.from_numpy(np.lexsort(keys + [-scores.numpy().round(5)]))
+    direct = direct[canonical(direct.scores, mirrored)]
+    mirror = mirror[canonical(mirror.scores, mirror.bboxes)]
     torch.testing.assert_close(mirror.scores, direct.scores, atol=1e-4, rtol=1e-4)
     x1, y1, x2, y2 = direct.bboxes.unbind(-1)
     torch.testing.assert_close(mirror.bboxes, torch.stack([320 - x2, y1, 320 - x1, y2], -1),

@@ -63,6 +63,12 @@ def add_phases(out: Tensor, phases: Tensor) -> Tensor:
     would make the backward copy the whole gradient)."""
     b, c, fine_h, fine_w = out.shape
     h, w = fine_h // 2, fine_w // 2
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        # graph export: slices and stacks (no strided views in ONNX)
+        blocks = [phases[:, k * c:(k + 1) * c, py:py + h, px:px + w]
+                  for k, (py, px) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1)))]
+        rows = [torch.stack(blocks[2 * py:2 * py + 2], dim=-1) for py in range(2)]
+        return out + torch.stack(rows, dim=3).reshape(b, c, fine_h, fine_w)
     sb, sk, sh, sw = phases.stride()
     # element (b, c, i, py, j, px) -> phases[b, (2 py + px) c_out + c, i + py, j + px]
     view = phases.as_strided((b, c, h, 2, w, 2),
@@ -106,8 +112,8 @@ class FoldedFPN(FPN):
     The fold is used where it saves work, ``8 * C_in < 5 * C_out`` (ResNet-18,
     MobileNetV2, RegNetX-3.2GF, Swin-T; not ResNet-50), the lateral and output convs
     are plain convolutions (no norm or activation), the upsampling is nearest and the
-    finest map is exactly twice the next one. Anything else, and export tracing, runs
-    FPN's forward.
+    finest map is exactly twice the next one; anything else runs FPN's forward. Graph
+    export (ONNX) interleaves the phases with slices and stacks.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -121,7 +127,7 @@ class FoldedFPN(FPN):
             and 8 * lateral.in_channels < 5 * output.in_channels)
 
     def _can_fold(self, inputs: Sequence[Tensor]) -> bool:
-        if not self.folds_finest or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        if not self.folds_finest:
             return False
         fine, coarse = inputs[self.start_level], inputs[self.start_level + 1]
         return fine.shape[-2] == 2 * coarse.shape[-2] and fine.shape[-1] == 2 * coarse.shape[-1]

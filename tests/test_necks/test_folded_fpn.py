@@ -104,3 +104,30 @@ def test_fold_only_where_it_saves_work_or_applies():
         for a, b in zip(ref(tuple(inputs)), folded(tuple(inputs))):
             torch.testing.assert_close(b, a, rtol=0, atol=0)
     assert isinstance(folded, FoldedFPN)
+
+
+def test_exported_graph_folds_with_slices():
+    """torch.export (the ONNX exporter's front end) traces the fold with slices and stacks
+    instead of a strided view, for any input size that is a multiple of the strides."""
+    ref, folded = build_pair()
+    folded.eval()
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, neck):
+            super().__init__()
+            self.neck = neck
+
+        def forward(self, c2, c3, c4, c5):
+            return self.neck((c2, c3, c4, c5))
+
+    inputs = pyramid(ref.in_channels, size=(32, 48), batch=1)
+    k = torch.export.Dim('k', min=1, max=64)
+    dims = [{2: (16 >> i) * k, 3: (24 >> i) * k} for i in range(4)]     # (32, 48) at k = 2
+    program = torch.export.export(Wrapper(folded), inputs, dynamic_shapes=dims)
+    graph = str(program.graph)
+    assert 'as_strided' not in graph and 'stack' in graph
+    for size in ((32, 48), (64, 96)):
+        x = pyramid(ref.in_channels, size=size, batch=1)
+        with torch.no_grad():
+            for a, b in zip(ref(x), program.module()(*x)):
+                torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)

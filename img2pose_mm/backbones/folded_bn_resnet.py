@@ -10,6 +10,8 @@ from mmdet.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..utils.memory_format import weight_like
+
 
 def conv_bn(conv: nn.Module, bn: nn.Module, x: Tensor) -> Tensor:
     """``bn(conv(x))`` as one convolution when ``bn`` normalises with its running
@@ -27,9 +29,7 @@ def conv_bn(conv: nn.Module, bn: nn.Module, x: Tensor) -> Tensor:
         bias = bias + conv.bias * scale
     if bn.bias is not None:
         bias = bias + bn.bias
-    weight = conv.weight * scale.view(-1, 1, 1, 1)
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        weight = weight.contiguous(memory_format=torch.channels_last)
+    weight = weight_like(conv.weight * scale.view(-1, 1, 1, 1), x)
     return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 

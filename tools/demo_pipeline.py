@@ -115,8 +115,13 @@ def main() -> int:
     work = (REPO / args.work_dir).resolve()
     data = (REPO / args.data_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    from mmengine.config import Config
+    from mmengine.config import Config, DictAction
     config = Config.fromfile(str(REPO / args.config))
+    # the user's --cfg-options as train.py will see them (e.g. train_cfg.max_epochs names
+    # the checkpoint to test)
+    options = argparse.ArgumentParser()
+    options.add_argument('--cfg-options', nargs='*', action=DictAction, default={})
+    config.merge_from_dict(options.parse_args(['--cfg-options', *args.cfg_options]).cfg_options)
     data_opts = [f'data_root={data}/', f'train_dataloader.dataset.data_root={data}/',
                  f'val_dataloader.dataset.data_root={data}/',
                  f'test_dataloader.dataset.data_root={data}/']

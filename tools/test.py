@@ -79,7 +79,8 @@ def main():
         while not hasattr(detector, 'roi_head') and hasattr(detector, 'module'):
             detector = detector.module   # DDP and/or the TTA wrapper
         enable_bf16_inference(detector)
-        runner.logger.info('bf16 inference: backbone, FPN and RoI MLPs in bfloat16')
+        runner.logger.info('bf16 inference: backbone, FPN and the heads\' layers (RoI MLPs '
+                           'or dense head) in bfloat16')
 
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', UserWarning)

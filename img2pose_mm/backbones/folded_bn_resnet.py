@@ -1,7 +1,7 @@
 """mmdet's ResNet with its eval-mode BatchNorms folded into the convolutions."""
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +10,7 @@ from mmdet.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..utils.device_gate import DEFAULT_FAST_DEVICES, takes_fast_path
 from ..utils.memory_format import weight_like
 
 
@@ -45,14 +46,26 @@ def _downsample(module: nn.Module, x: Tensor) -> Tensor:
 
 @MODELS.register_module()
 class FoldedBNResNet(ResNet):
-    """:class:`mmdet.models.ResNet` (same arguments, weights and checkpoint keys) that
-    folds every BatchNorm in eval mode (frozen, ``norm_eval``, or testing) into the
-    convolution before it (:func:`conv_bn`).
+    """:class:`mmdet.models.ResNet` (same arguments, weights and checkpoint keys) that,
+    on the devices in ``fast_devices``, folds every BatchNorm in eval mode (frozen,
+    ``norm_eval``, or testing) into the convolution before it (:func:`conv_bn`).
 
     The activation maps are no longer normalised in a separate pass (forward and
     backward); outputs equal ResNet's up to float rounding. Blocks with plugins, DCN,
-    checkpointing or a deep stem run as in ResNet.
+    checkpointing or a deep stem run as in ResNet. Other devices, float16 inputs and
+    float16 autocast (a folded scale ``weight / sqrt(var + eps)`` can overflow in
+    half precision) run ResNet's forward.
+
+    Args:
+        fast_devices: device types that fold (default ``('cpu',)``; ``()``: never);
+            see :func:`~img2pose_mm.utils.takes_fast_path`.
+        **kwargs: :class:`~mmdet.models.ResNet`'s arguments.
     """
+
+    def __init__(self, *args, fast_devices: Sequence[str] = DEFAULT_FAST_DEVICES,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fast_devices = tuple(fast_devices)
 
     def _block(self, block: nn.Module, x: Tensor) -> Tensor:
         if getattr(block, 'with_plugins', False) or getattr(block, 'with_dcn', False) \
@@ -83,6 +96,8 @@ class FoldedBNResNet(ResNet):
                 and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        if not takes_fast_path(x, self.fast_devices, 'FoldedBNResNet'):
+            return super().forward(x)
         # the layer after which a channels-last frozen part returns to NCHW (-1: stem)
         back_to_nchw = None
         if self._frozen_part_channels_last(x):

@@ -1,17 +1,20 @@
 """mmdet's detection data preprocessor with a channels-last batch on chosen devices."""
 from __future__ import annotations
 
-from typing import Sequence
+import warnings
+from typing import Optional, Sequence, Tuple
 
 import torch
 from mmdet.models.data_preprocessors import DetDataPreprocessor
 from mmdet.registry import MODELS
 
+from ..utils.device_gate import DEFAULT_FAST_DEVICES, takes_fast_path
+
 
 @MODELS.register_module()
 class ChannelsLastDataPreprocessor(DetDataPreprocessor):
     """:class:`DetDataPreprocessor` whose test-time batch comes out in ``channels_last``
-    memory layout on the devices in ``channels_last_devices``.
+    memory layout on the devices in ``fast_devices``.
 
     The values are unchanged; only the layout differs. oneDNN's CPU convolutions take
     NHWC input without reordering it, every following convolution, upsampling and
@@ -21,18 +24,31 @@ class ChannelsLastDataPreprocessor(DetDataPreprocessor):
     the CPU. Elsewhere (e.g. CUDA) the batch stays as mmdet makes it.
 
     Args:
-        channels_last_devices: device types that get the NHWC batch (default CPU).
+        fast_devices: device types that get the NHWC batch (default ``('cpu',)``;
+            ``()``: never); see :func:`~img2pose_mm.utils.takes_fast_path`.
+        channels_last_devices: the former name of ``fast_devices`` (deprecated).
     """
 
-    def __init__(self, *args, channels_last_devices: Sequence[str] = ('cpu', ),
-                 **kwargs) -> None:
+    def __init__(self, *args, fast_devices: Sequence[str] = DEFAULT_FAST_DEVICES,
+                 channels_last_devices: Optional[Sequence[str]] = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.channels_last_devices = tuple(channels_last_devices)
+        if channels_last_devices is not None:
+            warnings.warn('ChannelsLastDataPreprocessor(channels_last_devices=...) is '
+                          'deprecated: use fast_devices=...', DeprecationWarning, stacklevel=2)
+            fast_devices = channels_last_devices
+        self.fast_devices = tuple(fast_devices)
+
+    @property
+    def channels_last_devices(self) -> Tuple[str, ...]:
+        """The former name of :attr:`fast_devices`."""
+        return self.fast_devices
 
     def forward(self, data: dict, training: bool = False) -> dict:
         data = super().forward(data, training)
         inputs = data['inputs']
+        # the layout only: any dtype, any autocast state
         if (not training and isinstance(inputs, torch.Tensor) and inputs.dim() == 4
-                and inputs.device.type in self.channels_last_devices):
+                and takes_fast_path(inputs, self.fast_devices, 'ChannelsLastDataPreprocessor',
+                                    dtypes=None, autocast_dtypes=None)):
             data['inputs'] = inputs.contiguous(memory_format=torch.channels_last)
         return data

@@ -2,7 +2,7 @@
 that stops once it has the proposals it keeps."""
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from mmcv.ops import nms
@@ -13,6 +13,7 @@ from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
+from ..utils.device_gate import DEFAULT_FAST_DEVICES, takes_fast_path
 from .sparse_grad_branch import (
     conv_relu_pointwise,
     is_pointwise_conv,
@@ -59,21 +60,29 @@ class Img2PoseRPNHead(RPNHead):
     outputs are cast to float32 before anchors, targets, decoding and NMS; the
     convolutions still run in reduced precision.
 
-    Faster, with RPNHead's numbers up to float rounding: the proposals' NMS stops once it
-    has ``max_per_img`` of them (:func:`leading_levelwise_nms`), the ReLU runs in place
-    and on NCHW maps the score and box convs are one matrix product
-    (:func:`pointwise_convs`). In training its backward reads only the positions of the
-    sampled anchors (``sparse_backward``, :func:`conv_relu_pointwise`): the same
-    gradients, without the 3x3 convolution's backward over every position.
+    Faster on the devices in ``fast_devices`` (the CPU), with RPNHead's numbers up to
+    float rounding: the proposals' NMS stops once it has ``max_per_img`` of them
+    (:func:`leading_levelwise_nms`), the ReLU runs in place and on NCHW maps the score
+    and box convs are one matrix product (:func:`pointwise_convs`). In training its
+    backward reads only the positions of the sampled anchors (``sparse_backward``,
+    :func:`conv_relu_pointwise`): the same gradients, without the 3x3 convolution's
+    backward over every position. Elsewhere (e.g. CUDA, where ``.nonzero()`` would sync
+    the host every step and ``index_put_`` accumulates with non-deterministic atomics)
+    and under float16 autocast the head runs RPNHead's forward, NMS and autograd's
+    backward.
 
     Args:
-        sparse_backward (bool): the training backward from the positions with a
-            gradient (falls back to the dense one by itself where most have one, and
-            under autocast). Default True.
+        fast_devices: device types that take the faster branches (default
+            ``('cpu',)``; ``()``: never); see :func:`~img2pose_mm.utils.takes_fast_path`.
+        sparse_backward (bool): on those devices, the training backward from the
+            positions with a gradient (falls back to the dense one by itself where most
+            have one, and under autocast). Default True.
     """
 
-    def __init__(self, *args, sparse_backward: bool = True, **kwargs) -> None:
+    def __init__(self, *args, fast_devices: Sequence[str] = DEFAULT_FAST_DEVICES,
+                 sparse_backward: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.fast_devices = tuple(fast_devices)
         self.sparse_backward = sparse_backward
 
     def loss_by_feat(self, cls_scores: List[Tensor], bbox_preds: List[Tensor], *args,
@@ -88,8 +97,10 @@ class Img2PoseRPNHead(RPNHead):
 
     def forward_single(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """RPNHead's conv + ReLU (in place) + 1x1 score and box convs; on NCHW maps the
-        two 1x1 convs are one batched matrix product (:func:`pointwise_convs`)."""
-        if not isinstance(self.rpn_conv, nn.Conv2d):
+        two 1x1 convs are one batched matrix product (:func:`pointwise_convs`); off
+        ``fast_devices`` RPNHead's."""
+        if not isinstance(self.rpn_conv, nn.Conv2d) \
+                or not takes_fast_path(x, self.fast_devices, 'Img2PoseRPNHead'):
             return super().forward_single(x)
         if self._sparse_backward_applies(x):
             return conv_relu_pointwise(x, self.rpn_conv, (self.rpn_cls, self.rpn_reg))
@@ -109,11 +120,13 @@ class Img2PoseRPNHead(RPNHead):
                            rescale: bool = False, with_nms: bool = True,
                            img_meta: Optional[dict] = None) -> InstanceData:
         """RPNHead's post-processing (rescale, small-box filter, NMS within each level,
-        the ``max_per_img`` best) with :func:`leading_levelwise_nms`; other NMS types
-        (soft-NMS rescores) run RPNHead's."""
+        the ``max_per_img`` best) with :func:`leading_levelwise_nms` on ``fast_devices``;
+        other devices and NMS types (soft-NMS rescores) run RPNHead's."""
         nms_cfg = dict(cfg.get('nms') or {})
         if not with_nms or nms_cfg.pop('type', 'nms') != 'nms' or 'iou_threshold' not in nms_cfg \
-                or set(nms_cfg) - {'iou_threshold', 'split_thr'}:
+                or set(nms_cfg) - {'iou_threshold', 'split_thr'} \
+                or not takes_fast_path(get_box_tensor(results.bboxes), self.fast_devices,
+                                       'Img2PoseRPNHead'):
             return super()._bbox_post_process(results, cfg, rescale, with_nms, img_meta)
         if rescale:
             results.bboxes = scale_boxes(results.bboxes,

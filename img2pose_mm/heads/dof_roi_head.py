@@ -103,17 +103,10 @@ class DoFRoIHead(GivenBoxesMixin, StandardRoIHead):
                                              rois)
         if self.with_shared_head:
             bbox_feats = self.shared_head(bbox_feats)
-        # flattened once for both branches (a copy for channels-last RoI features)
+        # flattened once for both branches (a copy for channels-last RoI features); the
+        # head is called as a module (its hooks run, e.g. enable_bf16_inference's autocast)
         flat_feats = bbox_feats.flatten(1)
-        if rcnn_test_cfg is None:
-            cls_score, pose_pred = self.bbox_head(flat_feats, pose_inds)
-        else:
-            cls_score = self.bbox_head.forward_cls(flat_feats)
-            pose_inds = self.bbox_head.rois_with_detections(cls_score, rcnn_test_cfg)
-            pose_pred = self.bbox_head.forward_pose(flat_feats[pose_inds])
-            if len(pose_inds) < len(rois):
-                pose_pred = pose_pred.new_zeros((len(rois), pose_pred.shape[1])).index_copy_(
-                    0, pose_inds, pose_pred)
+        cls_score, pose_pred = self.bbox_head(flat_feats, pose_inds, rcnn_test_cfg=rcnn_test_cfg)
         return dict(cls_score=cls_score, bbox_pred=pose_pred, bbox_feats=bbox_feats)
 
     def bbox_loss(self, x: Tuple[Tensor], sampling_results: List[SamplingResult]) -> dict:

@@ -21,6 +21,7 @@ place; NCHW levels are transposed into a table first.
 """
 from __future__ import annotations
 
+import warnings
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -29,6 +30,8 @@ from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 from mmdet.registry import MODELS
 from torch import Tensor
 from torch.nn.modules.utils import _pair
+
+from ..utils.device_gate import DEFAULT_FAST_DEVICES, takes_fast_path
 
 
 def _axis_samples(start: Tensor, size: Tensor, length: int, out_size: int,
@@ -136,23 +139,32 @@ class _PermuteRows(torch.autograd.Function):
 @MODELS.register_module()
 class GatherRoIExtractor(SingleRoIExtractor):
     """:class:`SingleRoIExtractor` (same arguments, level mapping and outputs) whose
-    RoIAlign is :func:`roi_align_gather` on the devices in ``gather_devices``.
+    RoIAlign is :func:`roi_align_gather` on the devices in ``fast_devices``.
 
-    Falls back to the configured ``roi_layer`` (mmcv's RoIAlign, given NCHW-contiguous
-    levels: its CPU kernel ignores strides) where the gather does not apply: other
-    devices (CUDA has mmcv's fast kernel), ``roi_scale_factor``, max pooling, adaptive
-    sampling (``sampling_ratio=0``) or non-float32 features.
+    Falls back to SingleRoIExtractor's forward with the configured ``roi_layer``
+    (mmcv's RoIAlign, given NCHW-contiguous levels: its CPU kernel ignores strides)
+    where the gather does not apply: other devices (CUDA has mmcv's fast kernel),
+    ``roi_scale_factor``, max pooling, adaptive sampling (``sampling_ratio=0``) or
+    non-float32 features. The gather computes in float32 whatever the autocast state
+    (``embedding_bag`` is not autocast).
 
     Args:
-        gather_devices: device types that use the gather (default ``('cpu',)``).
+        fast_devices: device types that use the gather (default ``('cpu',)``; ``()``:
+            never); see :func:`~img2pose_mm.utils.takes_fast_path`.
+        gather_devices: the former name of ``fast_devices`` (deprecated).
     """
 
     #: levels may come in any memory layout (see :func:`~img2pose_mm.heads.dof_roi_head.float32_features`)
     handles_channels_last = True
 
-    def __init__(self, *args, gather_devices: Sequence[str] = ('cpu', ), **kwargs) -> None:
+    def __init__(self, *args, fast_devices: Sequence[str] = DEFAULT_FAST_DEVICES,
+                 gather_devices: Optional[Sequence[str]] = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.gather_devices = tuple(gather_devices)
+        if gather_devices is not None:
+            warnings.warn('GatherRoIExtractor(gather_devices=...) is deprecated: use '
+                          'fast_devices=...', DeprecationWarning, stacklevel=2)
+            fast_devices = gather_devices
+        self.fast_devices = tuple(fast_devices)
         layer = self.roi_layers[0]
         self._gather_args = None
         if (type(layer).__name__ == 'RoIAlign' and getattr(layer, 'pool_mode', 'avg') == 'avg'
@@ -163,8 +175,14 @@ class GatherRoIExtractor(SingleRoIExtractor):
 
     def uses_gather(self, feats: Sequence[Tensor]) -> bool:
         """Whether :meth:`forward` takes the gather path for these features."""
-        return (self._gather_args is not None and feats[0].device.type in self.gather_devices
-                and feats[0].dtype == torch.float32)
+        return self._gather_args is not None and takes_fast_path(
+            feats[0], self.fast_devices, 'GatherRoIExtractor', dtypes=(torch.float32, ),
+            autocast_dtypes=None)
+
+    @property
+    def gather_devices(self) -> Tuple[str, ...]:
+        """The former name of :attr:`fast_devices`."""
+        return self.fast_devices
 
     def forward(self, feats: Tuple[Tensor], rois: Tensor,
                 roi_scale_factor: Optional[float] = None) -> Tensor:

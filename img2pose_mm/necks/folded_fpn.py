@@ -28,6 +28,7 @@ from mmdet.models.necks import FPN
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
+from ..utils.device_gate import DEFAULT_FAST_DEVICES, takes_fast_path
 from ..utils.memory_format import weight_like
 
 
@@ -102,15 +103,23 @@ class FoldedFPN(FPN):
     computes its finest output with the lateral conv and the upsampling folded into the
     output conv (see the module docstring).
 
-    The fold is used where it saves work, ``8 * C_in < 5 * C_out`` (ResNet-18,
-    MobileNetV2, RegNetX-3.2GF, Swin-T; not ResNet-50), the lateral and output convs
-    are plain convolutions (no norm or activation), the upsampling is nearest and the
-    finest map is exactly twice the next one; anything else runs FPN's forward. Graph
-    export (ONNX) interleaves the phases with slices and stacks.
+    The fold is used on the devices in ``fast_devices`` where it saves work,
+    ``8 * C_in < 5 * C_out`` (ResNet-18, MobileNetV2, RegNetX-3.2GF, Swin-T; not
+    ResNet-50), the lateral and output convs are plain convolutions (no norm or
+    activation), the upsampling is nearest and the finest map is exactly twice the
+    next one; anything else (other devices, float16 inputs or autocast) runs FPN's
+    forward. Graph export (ONNX) interleaves the phases with slices and stacks.
+
+    Args:
+        fast_devices: device types that fold (default ``('cpu',)``; ``()``: never);
+            see :func:`~img2pose_mm.utils.takes_fast_path`.
+        **kwargs: :class:`~mmdet.models.necks.FPN`'s arguments.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, fast_devices: Sequence[str] = DEFAULT_FAST_DEVICES,
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.fast_devices = tuple(fast_devices)
         lateral = _plain_conv(self.lateral_convs[0], 1)
         output = _plain_conv(self.fpn_convs[0], 3)
         self.folds_finest = (
@@ -123,7 +132,8 @@ class FoldedFPN(FPN):
         if not self.folds_finest:
             return False
         fine, coarse = inputs[self.start_level], inputs[self.start_level + 1]
-        return fine.shape[-2] == 2 * coarse.shape[-2] and fine.shape[-1] == 2 * coarse.shape[-1]
+        return (fine.shape[-2] == 2 * coarse.shape[-2] and fine.shape[-1] == 2 * coarse.shape[-1]
+                and takes_fast_path(fine, self.fast_devices, 'FoldedFPN'))
 
     def folded_finest_output(self, fine_input: Tensor, coarse_lateral: Tensor) -> Tensor:
         """``fpn_convs[0](lateral_convs[0](fine_input) + upsample2x(coarse_lateral))``

@@ -1,9 +1,8 @@
 """Fast-inference switches for a built img2pose model (see docs/benchmarks.md)."""
 from __future__ import annotations
 
-import functools
 import warnings
-from typing import Callable
+from typing import List
 
 import torch
 from torch import nn
@@ -12,47 +11,74 @@ from .precision import native_bf16
 
 
 def _to_float(out):
-    """Tensors (also inside tuples and lists, e.g. a dense head's per-level maps) as float32."""
+    """Floating tensors (also inside tuples and lists, e.g. a dense head's per-level maps)
+    as float32."""
     if isinstance(out, torch.Tensor):
-        return out.float()
+        return out.float() if out.is_floating_point() else out
     if isinstance(out, (tuple, list)):
         return type(out)(_to_float(o) for o in out)
     return out
 
 
-def _autocast_float_outputs(fn: Callable, device_type: str, dtype: torch.dtype) -> Callable:
-    """``fn`` under autocast, floating outputs cast back to float32."""
+#: The hook handles :func:`autocast_forward` keeps on a module (to replace them).
+_HOOKS_ATTR = '_img2pose_autocast_hooks'
 
-    @functools.wraps(fn)
-    def wrapped(*args, **kwargs):
-        with torch.autocast(device_type=device_type, dtype=dtype):
-            out = fn(*args, **kwargs)
-        return _to_float(out)
 
-    return wrapped
+def autocast_forward(module: nn.Module, device_type: str, dtype: torch.dtype,
+                     float_outputs: bool = True) -> nn.Module:
+    """Run every call of ``module`` under autocast, without touching its ``forward``.
+
+    A forward pre-hook enters ``torch.autocast(device_type, dtype)`` and a forward hook
+    (``always_call``: also when the forward raises) leaves it, casting floating outputs
+    back to float32 with ``float_outputs``. Called again on the same module, it replaces
+    its hooks.
+    """
+    for handle in getattr(module, _HOOKS_ATTR, ()):
+        handle.remove()
+    entered: List[torch.autocast] = []
+
+    def enter(mod: nn.Module, args) -> None:
+        region = torch.autocast(device_type=device_type, dtype=dtype)
+        region.__enter__()
+        entered.append(region)
+
+    def leave(mod: nn.Module, args, output):
+        if entered:
+            entered.pop().__exit__(None, None, None)
+        return _to_float(output) if float_outputs and output is not None else None
+
+    setattr(module, _HOOKS_ATTR, (module.register_forward_pre_hook(enter),
+                                  module.register_forward_hook(leave, always_call=True)))
+    return module
 
 
 def enable_bf16_inference(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
     """Run backbone + neck and the pose heads' layers in bfloat16 (autocast).
 
-    The heads are the RoI head's MLPs of a two-stage model or the dense head's convs
-    of a one-stage one. Proposal decoding, RoIAlign, anchors, pose decoding and NMS stay
-    in float32, so box coordinates and poses keep their precision (and mmcv's CPU NMS,
-    which only takes float32, still works). Works on CPU and CUDA; modifies ``model`` in
-    place. On a device without native bfloat16 (an AVX2-only CPU, see
-    :func:`native_bf16`) it still does so, with a warning: emulated bfloat16 is slower
-    than float32 there.
+    The heads are the RoI head's MLPs of a two-stage model (class and pose branches) or
+    the dense head's convs of a one-stage one. Each part runs inside an autocast region
+    (:func:`autocast_forward`: forward hooks, no ``forward`` replaced); the neck's and
+    the heads' outputs come back as float32, so the RPN, proposal decoding, RoIAlign,
+    anchors, pose decoding and NMS stay in float32: box coordinates and poses keep their
+    precision (and mmcv's CPU NMS, which only takes float32, still works). Works on CPU
+    and CUDA; modifies ``model`` in place. On a device without native bfloat16 (an
+    AVX2-only CPU, see :func:`native_bf16`) it still does so, with a warning: emulated
+    bfloat16 is slower than float32 there.
     """
     device_type = next(model.parameters()).device.type
     if not native_bf16(device_type):
         warnings.warn(f'bfloat16 inference on a {device_type} without native bfloat16 (on '
                       'CPUs: AVX512-BF16 or AMX) is emulated and slower than float32',
                       stacklevel=2)
-    model.extract_feat = _autocast_float_outputs(model.extract_feat, device_type, dtype)
+    neck = getattr(model, 'neck', None)
+    # the backbone's bfloat16 maps go straight into the neck's autocast region
+    autocast_forward(model.backbone, device_type, dtype, float_outputs=neck is None)
+    if neck is not None:
+        autocast_forward(neck, device_type, dtype)
     roi_head = getattr(model, 'roi_head', None)
     heads = roi_head.bbox_head if roi_head is not None else model.bbox_head
     for head in heads if isinstance(heads, nn.ModuleList) else [heads]:
-        head.forward = _autocast_float_outputs(head.forward, device_type, dtype)
+        autocast_forward(head, device_type, dtype)
     return model
 
 

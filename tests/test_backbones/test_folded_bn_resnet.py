@@ -4,6 +4,7 @@ import torch
 from mmdet.registry import MODELS
 
 import img2pose_mm  # noqa: F401
+from img2pose_mm.utils import record_paths
 
 RESNET = dict(depth=18, base_channels=8, num_stages=4, out_indices=(0, 1, 2, 3), frozen_stages=1,
               norm_cfg=dict(type='BN', requires_grad=False), norm_eval=True, style='pytorch')
@@ -48,6 +49,40 @@ def test_folded_resnet_equals_resnet(depth):
         torch.testing.assert_close(grads[1][key], grad, rtol=1e-4, atol=1e-5)
 
 
+def test_autocast_float16_runs_resnet_stock_and_bfloat16_folds():
+    """float16 autocast (a folded ``weight / sqrt(var + eps)`` could overflow in half
+    precision, e.g. with img2pose_r18_original's eps = 0): ResNet's own forward, bit for
+    bit. bfloat16 (float32's range) folds, equal up to bfloat16 rounding. Off the
+    ``fast_devices`` (here: none) ResNet's forward too."""
+    norm_cfg = dict(type='BN', requires_grad=False, eps=0.0)
+    ref, folded = pair(norm_cfg=norm_cfg)
+    stock = MODELS.build(dict(RESNET, type='FoldedBNResNet', norm_cfg=norm_cfg, fast_devices=()))
+    stock.load_state_dict(ref.state_dict())
+    ref.eval(), folded.eval(), stock.eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        with torch.autocast('cpu', dtype=torch.float16):
+            with record_paths() as taken:
+                got = folded(x)
+            expected = ref(x)
+        assert taken == {'FoldedBNResNet': {'stock'}}
+        for a, b in zip(expected, got):
+            assert b.dtype == torch.float16
+            torch.testing.assert_close(b, a, rtol=0, atol=0)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            with record_paths() as taken:
+                got = folded(x)
+            expected = ref(x)
+        assert taken == {'FoldedBNResNet': {'fast'}}
+        for a, b in zip(expected, got):
+            assert (b.float() - a.float()).abs().max() <= 5e-2 * a.float().abs().max()
+        with record_paths() as taken:
+            got = stock(x)
+        assert taken == {'FoldedBNResNet': {'stock'}}
+        for a, b in zip(ref(x), got):
+            torch.testing.assert_close(b, a, rtol=0, atol=0)
+
+
 def test_batchnorm_in_training_mode_is_not_folded():
     ref, folded = pair(norm_cfg=dict(type='BN', requires_grad=True), norm_eval=False,
                        frozen_stages=-1)
@@ -67,5 +102,8 @@ def test_channels_last_preprocessor_at_test_time_only():
     assert test.is_contiguous(memory_format=torch.channels_last) and not test.is_contiguous()
     torch.testing.assert_close(test, expected, rtol=0, atol=0)
     assert pre(data, True)['inputs'].is_contiguous()
-    off = MODELS.build(dict(type='ChannelsLastDataPreprocessor', channels_last_devices=()))
+    off = MODELS.build(dict(type='ChannelsLastDataPreprocessor', fast_devices=()))
     assert off(data, False)['inputs'].is_contiguous()
+    with pytest.warns(DeprecationWarning, match='fast_devices'):     # the former name
+        old = MODELS.build(dict(type='ChannelsLastDataPreprocessor', channels_last_devices=()))
+    assert old.fast_devices == old.channels_last_devices == ()

@@ -95,3 +95,52 @@ def test_rpn_head_proposals_equal_rpnhead():
         expected = ref.predict_by_feat(*outputs, batch_img_metas=metas, cfg=soft)
         got = ours.predict_by_feat(*outputs, batch_img_metas=metas, cfg=soft)
     torch.testing.assert_close(got[0].scores, expected[0].scores)
+
+
+@pytest.mark.parametrize('where', ['cuda', 'no_fast_devices', 'float16_autocast'])
+def test_rpn_head_off_its_devices_is_rpnhead(where, monkeypatch):
+    """Off ``fast_devices`` (a simulated CUDA device, ``fast_devices=()``) and under
+    float16 autocast the head runs RPNHead's forward, NMS and autograd's backward, bit
+    for bit."""
+    from img2pose_mm.dense_heads import img2pose_rpn_head
+    from img2pose_mm.utils import device_gate, record_paths
+    cfg = dict(in_channels=8, feat_channels=8,
+               anchor_generator=dict(type='AnchorGenerator', strides=[4, 8], scales=[4],
+                                     ratios=[0.5, 1.0, 2.0]),
+               bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.0] * 4,
+                               target_stds=[1.0] * 4),
+               test_cfg=ConfigDict(nms_pre=500, max_per_img=150, min_bbox_size=1e-3,
+                                   nms=dict(type='nms', iou_threshold=0.4)))
+    torch.manual_seed(0)
+    extra = dict(fast_devices=()) if where == 'no_fast_devices' else dict()
+    ours = MODELS.build(dict(cfg, type='Img2PoseRPNHead', **extra))
+    ref = RPNHead(**cfg)
+    for p in ours.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    ref.load_state_dict(ours.state_dict())
+    if where == 'cuda':
+        monkeypatch.setattr(device_gate, 'device_type_of', lambda x: 'cuda')
+    # the CPU branches are never called
+    for name in ('conv_relu_pointwise', 'pointwise_convs'):
+        monkeypatch.setattr(img2pose_rpn_head, name, None)
+    monkeypatch.setattr(img2pose_rpn_head, 'leading_levelwise_nms', None)
+    feats = (torch.randn(2, 8, 32, 48), torch.randn(2, 8, 16, 24))
+    metas = [dict(img_shape=(128, 192), scale_factor=(0.5, 0.5))] * 2
+    with record_paths() as taken, torch.autocast('cpu', dtype=torch.float16,
+                                                 enabled=where == 'float16_autocast'):
+        x = tuple(f.clone().requires_grad_() for f in feats)
+        got = ours(x)
+        sum(o.float().sum() for level in got for o in level).backward()
+        expected = ref(feats)
+        with torch.no_grad():
+            got_props = ours.predict_by_feat(*got, batch_img_metas=metas)
+            expected_props = ref.predict_by_feat(
+                *[[o.float() for o in level] for level in expected], batch_img_metas=metas)
+    assert taken == {'Img2PoseRPNHead': {'stock'}}
+    for a, b in zip(expected, got):
+        for x_, y in zip(a, b):
+            torch.testing.assert_close(y, x_, rtol=0, atol=0)
+    for e, g in zip(expected_props, got_props):
+        assert len(g) == len(e) > 0
+        torch.testing.assert_close(g.bboxes, e.bboxes, rtol=0, atol=0)
+        torch.testing.assert_close(g.scores, e.scores, rtol=0, atol=0)

@@ -59,7 +59,9 @@ def test_extractor_equals_single_roi_extractor(channels_last):
         feats = [f.contiguous(memory_format=torch.channels_last) for f in feats]
     rois = random_rois(40, 128, 192)
     single, gather = build('SingleRoIExtractor'), build('GatherRoIExtractor')
-    fallback = build('GatherRoIExtractor', gather_devices=())
+    fallback = build('GatherRoIExtractor', fast_devices=())
+    with pytest.warns(DeprecationWarning, match='fast_devices'):     # the former name
+        assert build('GatherRoIExtractor', gather_devices=()).fast_devices == ()
     assert gather.uses_gather(feats) and not fallback.uses_gather(feats)
     ref_feats = [f.detach().contiguous().requires_grad_() for f in feats]
     ref = single(ref_feats, rois)
@@ -100,3 +102,25 @@ def test_fallback_when_the_gather_does_not_apply():
     assert not extractor.uses_gather(feats)
     assert not extractor.uses_gather([f.double() for f in feats])
     assert extractor(feats, torch.tensor([[0., 1., 2., 20., 24.]])).shape == (1, 16, 7, 7)
+
+
+def test_extractor_under_autocast_and_off_its_devices(monkeypatch):
+    """The gather computes in float32 under any autocast (``embedding_bag`` is not
+    autocast): the same features as SingleRoIExtractor's. On a device outside
+    ``fast_devices`` (simulated CUDA) SingleRoIExtractor's forward, bit for bit."""
+    from img2pose_mm.utils import device_gate, record_paths
+    torch.manual_seed(0)
+    feats = [torch.randn(2, 16, 128 // s, 192 // s) for s in (4, 8, 16, 32)]
+    rois = random_rois(40, 128, 192)
+    single, gather = build('SingleRoIExtractor'), build('GatherRoIExtractor')
+    ref = single(feats, rois)
+    for dtype in (torch.bfloat16, torch.float16):
+        with record_paths() as taken, torch.autocast('cpu', dtype=dtype):
+            out = gather(feats, rois)
+        assert taken == {'GatherRoIExtractor': {'fast'}} and out.dtype == torch.float32
+        assert_close_rel(out, ref)
+    monkeypatch.setattr(device_gate, 'device_type_of', lambda x: 'cuda')
+    with record_paths() as taken:
+        out = gather(feats, rois)
+    assert taken == {'GatherRoIExtractor': {'stock'}}
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)

@@ -7,6 +7,7 @@ from mmdet.registry import MODELS
 
 import img2pose_mm  # noqa: F401
 from img2pose_mm.necks import FoldedFPN, add_phases, nearest_upsampling_phase_kernels
+from img2pose_mm.utils import record_paths
 
 
 def test_phase_kernels_equal_a_conv_over_the_upsampled_map():
@@ -104,6 +105,36 @@ def test_fold_only_where_it_saves_work_or_applies():
         for a, b in zip(ref(tuple(inputs)), folded(tuple(inputs))):
             torch.testing.assert_close(b, a, rtol=0, atol=0)
     assert isinstance(folded, FoldedFPN)
+
+
+def test_fold_off_its_devices_and_under_float16_autocast_runs_fpn():
+    """``fast_devices=()`` and float16 autocast run FPN's forward (bit for bit); bfloat16
+    autocast folds, equal up to bfloat16 rounding."""
+    ref, folded = build_pair()
+    stock = MODELS.build(dict(type='FoldedFPN', in_channels=[8, 16, 24, 32], out_channels=32,
+                              num_outs=5, fast_devices=()))
+    stock.load_state_dict(ref.state_dict())
+    inputs = pyramid(ref.in_channels)
+    with torch.no_grad():
+        with record_paths() as taken:
+            got = stock(inputs)
+        assert taken == {'FoldedFPN': {'stock'}}
+        for a, b in zip(ref(inputs), got):
+            torch.testing.assert_close(b, a, rtol=0, atol=0)
+        with torch.autocast('cpu', dtype=torch.float16):
+            with record_paths() as taken:
+                got = folded(inputs)
+            expected = ref(inputs)
+        assert taken == {'FoldedFPN': {'stock'}}
+        for a, b in zip(expected, got):
+            torch.testing.assert_close(b, a, rtol=0, atol=0)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            with record_paths() as taken:
+                got = folded(inputs)
+            expected = ref(inputs)
+        assert taken == {'FoldedFPN': {'fast'}}
+        for a, b in zip(expected, got):
+            assert (b.float() - a.float()).abs().max() <= 5e-2 * a.float().abs().max()
 
 
 def test_exported_graph_folds_with_slices():

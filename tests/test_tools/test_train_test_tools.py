@@ -1,4 +1,6 @@
-"""mmdet-style tools on CPU: distributed train/test with gloo, and --resume."""
+"""mmdet-style tools: distributed train/test (gloo on the CPU, nccl on GPUs), --resume,
+--bf16. The same tests on CPU-only and CUDA machines; only the launcher's process count
+and backend differ (:func:`num_procs`)."""
 import os
 import pickle
 import socket
@@ -93,6 +95,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def num_procs() -> int:
+    """Processes of tools/dist_*.sh: two on the CPU (gloo), one per GPU up to two (nccl)."""
+    return min(2, torch.cuda.device_count()) if torch.cuda.is_available() else 2
+
+
 def run_tool(args, timeout=400):
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1')
     proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True,
@@ -102,14 +109,15 @@ def run_tool(args, timeout=400):
     return output
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the CPU (gloo) fallback')
-def test_dist_train_and_dist_test_on_cpu(tiny_config, tmp_path):
+def test_dist_train_and_dist_test(tiny_config, tmp_path):
     work = tmp_path / 'work'
-    out = run_tool(['bash', 'tools/dist_train.sh', str(tiny_config), '2', '--work-dir', str(work)])
+    procs = str(num_procs())
+    out = run_tool(['bash', 'tools/dist_train.sh', str(tiny_config), procs, '--work-dir',
+                    str(work)])
     assert 'Epoch(train)' in out
     ckpt = work / 'epoch_1.pth'
     assert ckpt.exists()
-    out = run_tool(['bash', 'tools/dist_test.sh', str(tiny_config), str(ckpt), '2',
+    out = run_tool(['bash', 'tools/dist_test.sh', str(tiny_config), str(ckpt), procs,
                     '--work-dir', str(tmp_path / 'test'), '--out', str(tmp_path / 'preds.pkl')])
     assert 'pose/mae' in out and 'face/all' in out
     with open(tmp_path / 'preds.pkl', 'rb') as f:
@@ -170,12 +178,11 @@ def test_resume_continues_iterations_and_optimizer(tiny_config, tmp_path):
     assert (work / 'last_checkpoint').read_text().strip().endswith('epoch_2.pth')
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the CPU (gloo) fallback')
 def test_one_stage_model_through_the_tools_and_the_api(tiny_one_stage_config, tiny_data,
                                                        tmp_path):
     """The one-stage model (DoFRetinaHead) with the unchanged tools and Img2Pose."""
     work = tmp_path / 'work'
-    out = run_tool(['bash', 'tools/dist_train.sh', str(tiny_one_stage_config), '2',
+    out = run_tool(['bash', 'tools/dist_train.sh', str(tiny_one_stage_config), str(num_procs()),
                     '--work-dir', str(work)])
     assert 'Epoch(train)' in out and 'loss_dof' in out and 'loss_points' in out
     ckpt = work / 'epoch_1.pth'

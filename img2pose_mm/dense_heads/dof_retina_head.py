@@ -5,7 +5,6 @@ import copy
 from typing import List, Optional, Sequence, Tuple
 
 import torch
-from mmcv.ops import batched_nms
 from mmdet.models.dense_heads import RetinaHead
 from mmdet.models.task_modules.prior_generators import anchor_inside_flags
 from mmdet.models.utils import filter_scores_and_topk, unmap
@@ -16,9 +15,8 @@ from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from img2pose_mm.heads.dof_bbox_head import rescale_detections
+from img2pose_mm.heads.detection_postprocess import postprocess_detections
 from img2pose_mm.heads.pose_targets import PoseSamplingWrapper, encode_pose_targets
-from img2pose_mm.test_time_augs.box_voting import pose_box_voting
 
 
 def levels_to_rows(maps: Sequence[Tensor], dim: int) -> Tensor:
@@ -245,19 +243,6 @@ class DoFRetinaHead(RetinaHead):
                                labels=torch.cat(mlvl_labels), poses=poses)
         return self._bbox_post_process(results, cfg, rescale, with_nms, img_meta)
 
-    def _pose_voting(self, results: InstanceData, nms_cfg: dict, voting: dict,
-                     img_shape: Tuple[int, int]) -> InstanceData:
-        """NMS whose every kept face takes the score-weighted mean pose of the anchors
-        it suppresses (:func:`pose_box_voting`, ``score_mode='max'``: the kept anchor's
-        score); its box is projected from that pose."""
-        voted = pose_box_voting(results.bboxes, results.scores, results.poses, results.labels,
-                                iou_thr=voting.get('iou_thr', nms_cfg['iou_threshold']),
-                                score_mode='max', offset=0)
-        poses = voted.poses.to(results.poses.dtype)
-        return InstanceData(bboxes=self.bbox_coder.face_model.pose_to_bbox(poses, img_shape),
-                            scores=voted.scores.to(results.scores.dtype),
-                            labels=voted.labels, poses=poses)
-
     def _bbox_post_process(self, results: InstanceData, cfg: ConfigDict,
                            rescale: bool = False, with_nms: bool = True,
                            img_meta: Optional[dict] = None) -> InstanceData:
@@ -269,19 +254,5 @@ class DoFRetinaHead(RetinaHead):
             valid = (w > min_size) & (h > min_size)
             if not valid.all():
                 results = results[valid]
-        if with_nms and len(results) > 0:
-            if cfg.get('pose_voting'):
-                results = self._pose_voting(results, cfg['nms'], cfg['pose_voting'],
-                                            img_meta['img_shape'][:2])
-            else:
-                dets, keep = batched_nms(results.bboxes, results.scores, results.labels,
-                                         cfg['nms'])
-                results = results[keep]
-                results.scores = dets[:, -1]      # soft-NMS re-weights the scores
-            max_per_img = cfg.get('max_per_img', -1)
-            if max_per_img > 0:
-                results = results[:max_per_img]
-        if rescale and len(results) > 0:
-            results.bboxes, results.poses = rescale_detections(
-                results.bboxes, results.poses, img_meta, self.bbox_coder.face_model)
-        return results
+        return postprocess_detections(results, cfg, img_meta, self.bbox_coder.face_model,
+                                      rescale=rescale, with_nms=with_nms)

@@ -5,19 +5,18 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmcv.ops import batched_nms
 from mmdet.models.losses import accuracy
 from mmdet.models.roi_heads.bbox_heads import ConvFCBBoxHead
 from mmdet.models.task_modules.samplers import SamplingResult
 from mmdet.registry import MODELS
-from mmdet.structures.bbox import scale_boxes
 from mmdet.utils import ConfigType, InstanceList
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from img2pose_mm.structures import FaceModel, FacePoses
+from img2pose_mm.structures import FacePoses
 
+from .detection_postprocess import postprocess_detections
 from .pose_targets import LegacyPoseKeysMixin
 
 
@@ -39,24 +38,6 @@ class SingleSampleSafeBatchNorm1d(nn.BatchNorm1d):
             scale = self.weight / torch.sqrt(self.running_var + self.eps)
             return x * scale + (self.bias - self.running_mean * scale)
         return super().forward(x)
-
-
-def rescale_detections(bboxes: Tensor, poses: Tensor, img_meta: dict,
-                       face_model: FaceModel) -> Tuple[Tensor, Tensor]:
-    """Boxes and global poses in the network input mapped to the original image.
-
-    The input was the original resized by ``img_meta['scale_factor']`` (``(w_scale,
-    h_scale)``) to ``img_shape``; boxes are scaled back and the poses re-expressed in the
-    camera of ``ori_shape`` (:meth:`FacePoses.rescale_` with the face model's rotation
-    method).
-    """
-    if bboxes.shape[0] == 0:
-        return bboxes, poses
-    inverse = [1 / s for s in img_meta['scale_factor']]
-    bboxes = scale_boxes(bboxes, inverse)
-    poses = FacePoses(poses, img_shape=img_meta['img_shape'][:2]).rescale_(
-        inverse, img_meta['ori_shape'][:2], face_model).tensor
-    return bboxes, poses
 
 
 @MODELS.register_module()
@@ -145,10 +126,23 @@ class DoFBBoxHead(LegacyPoseKeysMixin, ConvFCBBoxHead):
             x = self.relu(fc(x))
         return self.fc_pose(x)
 
-    def forward(self, x: Tensor, pose_inds: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
-        """Class scores for all RoIs; poses for all RoIs or only for ``x[pose_inds]``."""
-        pose_feats = x if pose_inds is None else x[pose_inds]
-        return self.forward_cls(x), self.forward_pose(pose_feats)
+    def forward(self, x: Tensor, pose_inds: Optional[Tensor] = None,
+                rcnn_test_cfg: Optional[ConfigDict] = None) -> Tuple[Tensor, Tensor]:
+        """Class scores for all RoIs; poses for all RoIs or only for ``x[pose_inds]``.
+
+        With ``rcnn_test_cfg`` (test time) the pose branch runs only on the RoIs whose
+        class score can pass its ``score_thr`` (:meth:`rois_with_detections`); the other
+        rows of the ``(N, 6 * num_classes)`` poses are zero (never read).
+        """
+        cls_score = self.forward_cls(x)
+        if rcnn_test_cfg is None:
+            return cls_score, self.forward_pose(x if pose_inds is None else x[pose_inds])
+        pose_inds = self.rois_with_detections(cls_score, rcnn_test_cfg)
+        pose_pred = self.forward_pose(x[pose_inds])
+        if len(pose_inds) < len(x):
+            pose_pred = pose_pred.new_zeros((len(x), pose_pred.shape[1])).index_copy_(
+                0, pose_inds, pose_pred)
+        return cls_score, pose_pred
 
     def rois_with_detections(self, cls_score: Tensor,
                              rcnn_test_cfg: Optional[ConfigDict] = None) -> Tensor:
@@ -275,9 +269,10 @@ class DoFBBoxHead(LegacyPoseKeysMixin, ConvFCBBoxHead):
 
         Proposals are clipped to the image; class scores above ``score_thr`` and
         proposals larger than ``min_bbox_size`` survive; their poses are decoded and the
-        projected boxes become the detections; NMS runs on those boxes; ``max_per_img``
-        <= 0 keeps everything (the original has no cap). With ``rescale`` the boxes are
-        scaled to the original image and the poses re-expressed in its camera.
+        projected boxes become the detections; then :func:`postprocess_detections`: NMS
+        on those boxes (soft-NMS scores kept) or ``pose_voting``, ``max_per_img`` (<= 0
+        keeps everything: the original has no cap) and, with ``rescale``, boxes and poses
+        in the original image.
 
         ``rcnn_test_cfg.keep_all_rois=True`` gives one detection per RoI instead, in RoI
         order (its best class, no score or size filter, no NMS, no cap): the poses of
@@ -286,7 +281,6 @@ class DoFBBoxHead(LegacyPoseKeysMixin, ConvFCBBoxHead):
         cfg = rcnn_test_cfg if rcnn_test_cfg is not None else ConfigDict()
         score_thr = cfg.get('score_thr', 0.05)
         min_size = cfg.get('min_bbox_size', 1e-2)
-        max_per_img = cfg.get('max_per_img', -1)
         keep_all = bool(cfg.get('keep_all_rois', False))
         img_shape = img_meta['img_shape'][:2]
         # decode in float32 even when the network ran under autocast
@@ -309,21 +303,7 @@ class DoFBBoxHead(LegacyPoseKeysMixin, ConvFCBBoxHead):
         global_poses, det_boxes = self.bbox_coder.decode(
             boxes[roi_inds], poses[roi_inds, labels], img_shape)
 
-        if det_boxes.numel() > 0 and not keep_all:
-            nms_cfg = dict(cfg.get('nms', dict(type='nms', iou_threshold=0.5)))
-            _, keep = batched_nms(det_boxes, scores, labels, nms_cfg)
-            if max_per_img > 0:
-                keep = keep[:max_per_img]
-            det_boxes, scores, labels, global_poses = (
-                det_boxes[keep], scores[keep], labels[keep], global_poses[keep])
-
-        if rescale:
-            det_boxes, global_poses = rescale_detections(det_boxes, global_poses, img_meta,
-                                                         self.bbox_coder.face_model)
-
-        results = InstanceData()
-        results.bboxes = det_boxes
-        results.scores = scores
-        results.labels = labels
-        results.poses = global_poses
-        return results
+        results = InstanceData(bboxes=det_boxes, scores=scores, labels=labels,
+                               poses=global_poses)
+        return postprocess_detections(results, cfg, img_meta, self.bbox_coder.face_model,
+                                      rescale=rescale, with_nms=not keep_all)

@@ -124,3 +124,41 @@ def test_checkpoints_with_the_old_names_load():
     assert not result.unexpected_keys
     torch.testing.assert_close(fresh.pose_fcs[0].weight, head.pose_fcs[0].weight)
     torch.testing.assert_close(fresh.bbox_coder.pose_mean, head.bbox_coder.pose_mean + 1)
+
+
+def _iou(a, b):
+    """IoU of two boxes by hand (continuous coordinates)."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = lambda box: (box[2] - box[0]) * (box[3] - box[1])  # noqa: E731
+    return w * h / (area(a) + area(b) - w * h)
+
+
+@pytest.mark.parametrize('head_kind', ['two_stage', 'shared_postprocess'])
+def test_soft_nms_rescoring_reaches_the_heads_scores(head_kind):
+    """Linear soft-NMS keeps an overlapping face with its score times ``1 - IoU``
+    (IoU above the threshold): the two-stage head used to keep the raw score."""
+    from img2pose_mm.heads import postprocess_detections
+    face = FaceModel()
+    poses = torch.tensor([[0.0, 0.1, 0.0, 0.0, 0.0, 6.0],
+                          [0.0, 0.1, 0.0, 0.08, 0.0, 6.0]], dtype=torch.float64)
+    boxes = face.pose_to_bbox(poses, SHAPE).float()
+    scores = torch.tensor([0.9, 0.8])
+    iou = _iou(boxes[0].tolist(), boxes[1].tolist())
+    assert 0.3 < iou < 0.95                         # overlapping, not identical
+    cfg = ConfigDict(score_thr=0.05, nms=dict(type='soft_nms', iou_threshold=0.3,
+                                              method='linear', min_score=0.01))
+    meta = dict(img_shape=SHAPE, ori_shape=SHAPE, scale_factor=(1.0, 1.0))
+    if head_kind == 'two_stage':
+        head = small_head().eval()
+        rois = torch.cat([torch.zeros(2, 1), boxes], 1)
+        preds = head.bbox_coder.encode(boxes.double(), poses, SHAPE).float()
+        logits = torch.log(torch.stack([scores, 1 - scores], 1))
+        out, = head.predict_by_feat([rois], [logits], [preds], [meta], cfg)
+    else:
+        out = postprocess_detections(
+            InstanceData(bboxes=boxes, scores=scores, labels=torch.zeros(2, dtype=torch.long),
+                         poses=poses.float()), cfg, meta, face)
+    assert len(out) == 2
+    expected = sorted([0.9, 0.8 * (1 - iou)], reverse=True)
+    np.testing.assert_allclose(out.scores.numpy(), expected, rtol=1e-4)

@@ -15,6 +15,7 @@ Examples::
     python demo/video_demo.py clip.mp4 --checkpoint img2pose_r18.pth --smooth \
         --json-out clip_poses.jsonl --out clip_pose.mp4
     python demo/video_demo.py 0 --checkpoint img2pose_r18.pth --show      # webcam 0
+    python demo/video_demo.py 0 --onnx retina_r18.onnx --threads 2 --smooth --show
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
@@ -37,6 +39,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--checkpoint', default=None,
                         help='model weights (.pth): trained by tools/train.py or converted from '
                              'the original release')
+    parser.add_argument('--onnx', default=None, metavar='GRAPH',
+                        help='run an exported graph (tools/deployment/export_onnx.py) with '
+                             'onnxruntime instead of --checkpoint')
+    parser.add_argument('--threads', type=int, default=None,
+                        help="CPU threads of onnxruntime (--onnx) or PyTorch (default: the "
+                             "runtime's, one per core)")
     parser.add_argument('--random-weights', action='store_true',
                         help='run without --checkpoint on random weights (meaningless output; '
                              'for trying the pipeline only)')
@@ -81,9 +89,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.out is None and not args.show and args.json_out is None:
         parser.error('nothing to do: give --out, --json-out and/or --show')
-    if args.checkpoint is None and not args.random_weights:
+    if args.onnx is not None and (args.checkpoint is not None or args.random_weights):
+        parser.error('--onnx runs the weights of the graph: drop --checkpoint/--random-weights')
+    if args.checkpoint is None and args.onnx is None and not args.random_weights:
         parser.error('give --checkpoint <weights.pth> (trained, or converted from the original '
-                     'release), or --random-weights to try the pipeline on random weights')
+                     'release), --onnx <exported graph>, or --random-weights to try the '
+                     'pipeline on random weights')
+    if args.threads is not None and args.threads < 1:
+        parser.error(f'--threads must be >= 1, got {args.threads}')
     return args
 
 
@@ -136,11 +149,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not capture.isOpened():
         print(f'error: cannot open video {args.video!r}', file=sys.stderr)
         return 2
+    if args.threads is not None and args.onnx is None:
+        import torch
+        torch.set_num_threads(args.threads)
     detector = Img2Pose(config=args.config, checkpoint=args.checkpoint, device=args.device,
                         score_threshold=args.score_thr, max_faces=args.max_faces,
                         min_size=args.min_size, max_size=args.max_size,
                         cfg_options=args.cfg_options, euler=args.euler,
-                        landmarks=68 if args.landmarks else None, camera=camera)
+                        landmarks=68 if args.landmarks else None, camera=camera,
+                        backend='pytorch' if args.onnx is None else 'onnxruntime',
+                        onnx_file=args.onnx,
+                        num_threads=args.threads if args.onnx is not None else None)
     input_fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     if not 0 < input_fps < 1000:
         input_fps = 25.0
@@ -155,6 +174,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     writer = tmp_out = json_file = tmp_json = None
     frames = faces_total = 0
+    seconds = 0.0           # detection and tracking, from the decoded frame to the faces
     try:
         if args.json_out is not None:
             json_path = Path(args.json_out)
@@ -167,7 +187,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 break
             rgb = frame[..., ::-1]
             timestamp = frames / input_fps
+            start = time.perf_counter()
             faces = track_faces(detector, tracker, rgb, timestamp, args.smooth)
+            seconds += time.perf_counter() - start
             if json_file is not None:
                 json_file.write(json.dumps(dict(frame=frames, time=timestamp, faces=faces))
                                 + '\n')
@@ -222,7 +244,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             os.replace(tmp_json, args.json_out)
         else:
             tmp_json.unlink()
-    print(f'{frames} frame(s), {faces_total} face(s), {tracker.next_id} track(s)' +
+    rate = f' at {frames / seconds:.1f} fps (detection + tracking)' if seconds > 0 else ''
+    print(f'{frames} frame(s), {faces_total} face(s), {tracker.next_id} track(s){rate}' +
           (f' -> {args.out}' if args.out is not None and frames else '') +
           (f' -> {args.json_out}' if args.json_out is not None and frames else ''))
     if frames == 0:

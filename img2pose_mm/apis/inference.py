@@ -75,6 +75,8 @@ class Img2Pose:
             ``config`` is given, the config of its test pipeline; its test settings are
             fixed at export). Same outputs, same alignment.
         onnx_file: the exported graph for ``backend='onnxruntime'``.
+        num_threads: onnxruntime's intra-op CPU threads (``backend='onnxruntime'``;
+            ``None``: one per core). PyTorch's are ``torch.set_num_threads``.
 
     :meth:`detect_faces` and :meth:`estimate_poses` take ``euler``, ``landmarks`` and
     ``camera`` per call too (the constructor's values by default).
@@ -108,7 +110,8 @@ class Img2Pose:
                  landmarks: Optional[int] = None,
                  camera: CameraLike = None,
                  backend: str = 'pytorch',
-                 onnx_file: Union[str, os.PathLike, None] = None) -> None:
+                 onnx_file: Union[str, os.PathLike, None] = None,
+                 num_threads: Optional[int] = None) -> None:
         from mmcv.transforms import Compose
         from mmdet.registry import TRANSFORMS
 
@@ -133,7 +136,7 @@ class Img2Pose:
                 raise ValueError("backend='onnxruntime' takes no checkpoint: the graph "
                                  f'{onnx_file} holds the weights (got checkpoint={checkpoint})')
             self.model, cfg = load_onnx_detector(onnx_file, config, cfg_options, device,
-                                                 self.score_threshold)
+                                                 self.score_threshold, num_threads)
         else:
             cfg = self._build_model(config, checkpoint, cfg_options)
         self.cfg = cfg

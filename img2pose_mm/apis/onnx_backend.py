@@ -165,9 +165,17 @@ class OnnxRuntimeDetector:
         """Warn where ``cfg``'s test settings differ from those baked into the graph."""
         graph = self.test_cfg
         test_cfg = cfg.model.get('test_cfg', {}) if 'model' in cfg else {}
-        rpn, rcnn = dict(test_cfg.get('rpn') or {}), dict(test_cfg.get('rcnn') or {})
-        wanted = dict(nms_pre=rpn.get('nms_pre'), num_proposals=rpn.get('max_per_img'),
-                      max_per_img=rcnn.get('max_per_img'))
+        if 'rpn' in test_cfg or 'rcnn' in test_cfg:
+            rpn, rcnn = dict(test_cfg.get('rpn') or {}), dict(test_cfg.get('rcnn') or {})
+            wanted = dict(nms_pre=rpn.get('nms_pre'), num_proposals=rpn.get('max_per_img'),
+                          max_per_img=rcnn.get('max_per_img'))
+        else:           # a one-stage detector's
+            voting = test_cfg.get('pose_voting')
+            wanted = dict(nms_pre=test_cfg.get('nms_pre'),
+                          max_per_img=test_cfg.get('max_per_img'))
+            if 'pose_voting' in test_cfg and 'pose_voting_iou_thr' in graph:
+                graph = dict(graph, pose_voting=graph['pose_voting_iou_thr'] is not None)
+                wanted['pose_voting'] = bool(voting)
         differ = {k: (v, graph.get(k)) for k, v in wanted.items()
                   if v is not None and graph.get(k) is not None and v != graph[k]}
         if differ:

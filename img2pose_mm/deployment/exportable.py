@@ -50,7 +50,24 @@ def _nms_threshold(cfg, where: str) -> float:
     return float(nms_cfg['iou_threshold'])
 
 
+def is_one_stage(detector: nn.Module) -> bool:
+    """A detector with a dense ``bbox_head`` and no RoI head (RetinaNet style)."""
+    return getattr(detector, 'roi_head', None) is None \
+        and getattr(detector, 'bbox_head', None) is not None
+
+
 def check_exportable(detector: nn.Module) -> None:
+    """Raise ``TypeError`` naming what the export cannot express: a one-stage detector is
+    checked for :class:`~img2pose_mm.deployment.ExportableRetinaImg2Pose`, anything else
+    for :class:`ExportableImg2Pose`."""
+    if is_one_stage(detector):
+        from .exportable_retina import check_retina_exportable
+        check_retina_exportable(detector)
+    else:
+        check_two_stage_exportable(detector)
+
+
+def check_two_stage_exportable(detector: nn.Module) -> None:
     """Raise ``TypeError`` naming what :class:`ExportableImg2Pose` cannot express."""
     from mmcv.ops import RoIAlign
     from mmdet.models.dense_heads import RPNHead
@@ -63,7 +80,8 @@ def check_exportable(detector: nn.Module) -> None:
 
     for part in ('data_preprocessor', 'rpn_head', 'roi_head', 'test_cfg'):
         _require(getattr(detector, part, None) is not None,
-                 f'a two-stage detector with {part} is needed, got {type(detector).__name__}')
+                 f'a two-stage detector with {part} (or a one-stage one with a '
+                 f'DoFRetinaHead) is needed, got {type(detector).__name__}')
     roi_head = detector.roi_head
     _require(type(roi_head) is DoFRoIHead,
              f'the RoI head must be DoFRoIHead (one stage), got {type(roi_head).__name__}')
@@ -83,6 +101,23 @@ def check_exportable(detector: nn.Module) -> None:
     _require(isinstance(rpn, RPNHead), f'the RPN must be an RPNHead, got {type(rpn).__name__}')
     _nms_threshold(detector.test_cfg.rpn, 'test_cfg.rpn')
     _nms_threshold(detector.test_cfg.rcnn, 'test_cfg.rcnn')
+
+
+def preprocess_image(data_preprocessor: nn.Module, image: Tensor) -> Tensor:
+    """mmdet's ``DetDataPreprocessor`` on a ``(1, 3, H, W)`` uint8 image: channel order,
+    float, mean/std, padding to ``pad_size_divisor``."""
+    pre = data_preprocessor
+    x = image[:, [2, 1, 0]] if pre._channel_conversion else image
+    x = x.float()
+    if pre._enable_normalize:
+        x = (x - pre.mean) / pre.std
+    divisor = int(pre.pad_size_divisor)
+    height, width = x.shape[-2:]
+    # the padded size as a multiple of the divisor keeps the symbolic sizes of every
+    # feature map simple while exporting (much faster than the remainder form)
+    pad_h = (height + divisor - 1) // divisor * divisor - height
+    pad_w = (width + divisor - 1) // divisor * divisor - width
+    return F.pad(x, (0, pad_w, 0, pad_h), value=float(pre.pad_value))
 
 
 def clip_boxes(boxes: Tensor, img_shape: Tensor) -> Tensor:
@@ -122,12 +157,13 @@ class ExportableImg2Pose(nn.Module):
     built and become constants of an exported graph.
 
     Args:
-        detector: a built, loaded two-stage img2pose detector (see :func:`check_exportable`).
+        detector: a built, loaded two-stage img2pose detector (see
+            :func:`check_two_stage_exportable`).
     """
 
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
-        check_exportable(detector)
+        check_two_stage_exportable(detector)
         self.detector = detector.eval()
         rpn_cfg, rcnn_cfg = detector.test_cfg.rpn, detector.test_cfg.rcnn
         self.nms_pre = int(rpn_cfg.get('nms_pre', -1))
@@ -150,18 +186,7 @@ class ExportableImg2Pose(nn.Module):
     # ------------------------------------------------------------------ stages
     def preprocess(self, image: Tensor) -> Tensor:
         """The data preprocessor: channel order, float, mean/std, pad to the divisor."""
-        pre = self.detector.data_preprocessor
-        x = image[:, [2, 1, 0]] if pre._channel_conversion else image
-        x = x.float()
-        if pre._enable_normalize:
-            x = (x - pre.mean) / pre.std
-        divisor = int(pre.pad_size_divisor)
-        height, width = x.shape[-2:]
-        # the padded size as a multiple of the divisor keeps the symbolic sizes of every
-        # feature map simple while exporting (much faster than the remainder form)
-        pad_h = (height + divisor - 1) // divisor * divisor - height
-        pad_w = (width + divisor - 1) // divisor * divisor - width
-        return F.pad(x, (0, pad_w, 0, pad_h), value=float(pre.pad_value))
+        return preprocess_image(self.detector.data_preprocessor, image)
 
     def propose(self, feats: Sequence[Tensor], img_shape: Tensor) -> Tensor:
         """The RPN's proposals ``(K, 4)`` by decreasing objectness.
@@ -262,6 +287,20 @@ class ExportableImg2Pose(nn.Module):
             keep = keep[:self.max_per_img]
         return det_boxes[keep], scores[keep], labels[keep], poses[keep]
 
+    # ------------------------------------------------------------------ metadata
+    @property
+    def face_model(self):
+        """The face model the poses are decoded with."""
+        return self.detector.roi_head.bbox_head.bbox_coder.face_model
 
-__all__ = ['ExportableImg2Pose', 'check_exportable', 'clip_boxes', 'batched_nms_keep',
+    def test_settings(self) -> dict:
+        """The test settings baked into the graph (``img2pose_mm.test_cfg`` metadata)."""
+        return dict(nms_pre=self.nms_pre, rpn_min_bbox_size=self.rpn_min_size,
+                    rpn_iou_threshold=self.rpn_iou, num_proposals=self.num_proposals,
+                    score_thr=self.score_thr, min_bbox_size=self.min_size,
+                    iou_threshold=self.iou, max_per_img=self.max_per_img)
+
+
+__all__ = ['ExportableImg2Pose', 'check_exportable', 'check_two_stage_exportable',
+           'is_one_stage', 'preprocess_image', 'clip_boxes', 'batched_nms_keep',
            'INPUT_NAMES', 'OUTPUT_NAMES']

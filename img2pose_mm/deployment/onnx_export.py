@@ -1,11 +1,13 @@
 """Export an img2pose detector to one ONNX graph of standard operators.
 
-:func:`export_onnx` traces :class:`~img2pose_mm.deployment.ExportableImg2Pose` with
-PyTorch's ``torch.export``-based ONNX exporter (onnxscript translations: torchvision's
-``nms`` and ``roi_align`` become ``NonMaxSuppression`` and ``RoiAlign``), simplifies the
-graph with passes that keep every value as computed (constant folding, removal of unused
-nodes, shared initializers and common subexpressions), records what a runtime needs in
-the model's metadata and checks the result with ``onnx.checker``.
+:func:`export_onnx` traces :class:`~img2pose_mm.deployment.ExportableImg2Pose` (two-stage
+detectors) or :class:`~img2pose_mm.deployment.ExportableRetinaImg2Pose` (one-stage
+detectors with a ``DoFRetinaHead``; :func:`build_exportable` picks) with PyTorch's
+``torch.export``-based ONNX exporter (onnxscript translations: torchvision's ``nms`` and
+``roi_align`` become ``NonMaxSuppression`` and ``RoiAlign``), simplifies the graph with
+passes that keep every value as computed (constant folding, removal of unused nodes,
+shared initializers and common subexpressions), records what a runtime needs in the
+model's metadata and checks the result with ``onnx.checker``.
 
 Metadata (``metadata_props``, all strings; :func:`read_metadata` parses them):
 
@@ -13,6 +15,7 @@ Metadata (``metadata_props``, all strings; :func:`read_metadata` parses them):
 * ``img2pose_mm.face_model`` -- JSON: the face model's rules and its 68 / 5 reference
   points (what decoded the poses; alignment uses the 5 points);
 * ``img2pose_mm.test_cfg`` -- JSON: the proposal counts and thresholds baked into the graph;
+* ``img2pose_mm.architecture`` -- ``two_stage`` or ``one_stage``;
 * ``img2pose_mm.input`` -- JSON: dtype, layout, channel order, whether ``H, W`` are dynamic
   (else the fixed size);
 * ``img2pose_mm.config`` -- the detector's config (its test pipeline resizes the images);
@@ -20,6 +23,7 @@ Metadata (``metadata_props``, all strings; :func:`read_metadata` parses them):
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
@@ -29,7 +33,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .exportable import INPUT_NAMES, OUTPUT_NAMES, ExportableImg2Pose
+from .exportable import INPUT_NAMES, OUTPUT_NAMES, ExportableImg2Pose, is_one_stage
+from .exportable_retina import ExportableRetinaImg2Pose
+
+Exportable = Union[ExportableImg2Pose, ExportableRetinaImg2Pose]
 
 #: Version of the graph interface and metadata written by :func:`export_onnx`.
 FORMAT_VERSION = 1
@@ -46,21 +53,26 @@ def _require_onnx():
     return onnx
 
 
-def graph_metadata(detector: nn.Module, exportable: ExportableImg2Pose, dynamic: bool,
+def build_exportable(detector: nn.Module) -> Exportable:
+    """The exportable forward pass of a detector: :class:`ExportableRetinaImg2Pose` for a
+    one-stage detector (a ``bbox_head``, no ``roi_head``), else :class:`ExportableImg2Pose`
+    (``TypeError`` naming what cannot be exported)."""
+    if is_one_stage(detector):
+        return ExportableRetinaImg2Pose(detector)
+    return ExportableImg2Pose(detector)
+
+
+def graph_metadata(detector: nn.Module, exportable: Exportable, dynamic: bool,
                    input_shape: Tuple[int, int], checkpoint: Optional[str] = None
                    ) -> Dict[str, str]:
     """The metadata an img2pose graph carries (see the module docstring)."""
     from img2pose_mm.version import __version__
 
-    face = detector.roi_head.bbox_head.bbox_coder.face_model
+    face = exportable.face_model
     pre = detector.data_preprocessor
     face_model = dict(face.settings(), points_68=face.points_68.tolist(),
                       points_5=face.points_5.tolist())
-    test_cfg = dict(nms_pre=exportable.nms_pre, rpn_min_bbox_size=exportable.rpn_min_size,
-                    rpn_iou_threshold=exportable.rpn_iou,
-                    num_proposals=exportable.num_proposals, score_thr=exportable.score_thr,
-                    min_bbox_size=exportable.min_size, iou_threshold=exportable.iou,
-                    max_per_img=exportable.max_per_img)
+    test_cfg = exportable.test_settings()
     image = dict(name=INPUT_NAMES[0], dtype='uint8', layout='NCHW', batch=1,
                  channel_order='bgr' if pre._channel_conversion else 'rgb',
                  dynamic=bool(dynamic), shape=None if dynamic else list(input_shape))
@@ -70,6 +82,8 @@ def graph_metadata(detector: nn.Module, exportable: ExportableImg2Pose, dynamic:
         'version': __version__,
         'face_model': json.dumps(face_model),
         'test_cfg': json.dumps(test_cfg),
+        'architecture': ('one_stage' if isinstance(exportable, ExportableRetinaImg2Pose)
+                         else 'two_stage'),
         'input': json.dumps(image),
         'outputs': json.dumps(list(OUTPUT_NAMES)),
         'dataset_meta': json.dumps({k: list(v) if isinstance(v, tuple) else v
@@ -137,11 +151,14 @@ def export_onnx(detector: nn.Module,
     """Export an img2pose detector as one ONNX graph.
 
     Args:
-        detector: a built and loaded two-stage img2pose detector (on the CPU, eval mode).
+        detector: a built and loaded img2pose detector, two-stage (``DoFRoIHead``) or
+            one-stage (``DoFRetinaHead``), on the CPU, eval mode.
         output_file: the ``.onnx`` file to write (weights included, one file).
         dynamic: input height and width are dynamic (any image size); otherwise the graph
             takes ``input_shape`` only.
-        input_shape: ``(h, w)`` the exporter traces with (the fixed size when not dynamic).
+        input_shape: ``(h, w)`` the exporter traces with (the fixed size when not dynamic;
+            a dynamic one-stage graph is traced at sizes above its coarsest anchor stride,
+            see :meth:`ExportableRetinaImg2Pose.check_trace_shape`).
         opset: ONNX opset (default: the exporter's, at least 18).
         simplify: run :func:`simplify_graph`.
         checkpoint: where the weights came from (recorded in the metadata).
@@ -158,13 +175,17 @@ def export_onnx(detector: nn.Module,
     if opset is not None and int(opset) < 18:
         raise ValueError(f'opset must be >= 18 (the torch.export-based exporter), got {opset}')
     detector = detector.cpu().eval()
-    exportable = ExportableImg2Pose(detector).eval()
+    exportable = build_exportable(detector).eval()
     image = example_image(input_shape)
     dynamic_shapes = None
+    tracing = contextlib.nullcontext()
     if dynamic:
         dynamic_shapes = {'image': {2: torch.export.Dim('height', min=2, max=16384),
                                     3: torch.export.Dim('width', min=2, max=16384)}}
-    with warnings.catch_warnings():
+        if isinstance(exportable, ExportableRetinaImg2Pose):
+            exportable.check_trace_shape(input_shape)
+            tracing = exportable.tracing()
+    with warnings.catch_warnings(), tracing:
         # torchvision's NMS meta function uses a deprecated name for a dynamic size
         warnings.filterwarnings('ignore', message='`create_unbacked_symint` is deprecated')
         with torch.no_grad():
@@ -173,6 +194,9 @@ def export_onnx(detector: nn.Module,
                 output_names=list(OUTPUT_NAMES), dynamic_shapes=dynamic_shapes,
                 opset_version=opset, optimize=False, external_data=False, verbose=verbose)
     model = program.model
+    if dynamic and any(isinstance(dim, int) for dim in model.graph.inputs[0].shape[2:]):
+        raise ValueError(f'the exporter fixed the input size to {input_shape} although a '
+                         'dynamic graph was asked for: trace with another input_shape')
     if simplify:
         simplify_graph(model)
     model.metadata_props.update(
@@ -184,5 +208,5 @@ def export_onnx(detector: nn.Module,
     return output_file
 
 
-__all__ = ['export_onnx', 'simplify_graph', 'graph_metadata', 'read_metadata',
+__all__ = ['export_onnx', 'build_exportable', 'simplify_graph', 'graph_metadata', 'read_metadata',
            'example_image', 'FORMAT_VERSION', 'METADATA_PREFIX']

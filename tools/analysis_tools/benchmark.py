@@ -6,6 +6,9 @@
         --train --batch-size 2 --out work_dirs/bench.json
     python tools/analysis_tools/benchmark.py configs/img2pose_r18.py \\
         configs/retina_img2pose_r18_fpn.py --img-size 640 960    # side by side
+    python tools/analysis_tools/benchmark.py configs/retina_img2pose_r18_fpn.py \\
+        configs/retina_img2pose_mobilenetv2.py --fps --backend pytorch onnxruntime \\
+        --img-size 480 640 --threads 2 --device cpu --out fps.json  # frames per second
 
 Stages of a two-stage model (each timed separately, median over ``--repeats`` after
 ``--warmup`` runs, the device synchronised around every stage):
@@ -31,15 +34,28 @@ the summary gives each one's end-to-end speed-up over the first.
 training iteration (forward, backward, SGD step) on ``--batch-size`` images with faces.
 Peak memory: ``torch.cuda.max_memory_allocated`` on GPU, the process's peak resident
 set size on CPU.
+
+``--fps`` times the ``Img2Pose`` API end to end instead, from a decoded ``--img-size``
+RGB frame (a photo with a little noise, kept at that size by the test resize) to the
+list of face dicts, with each ``--backend`` side by side in one run
+(:mod:`img2pose_mm.deployment.frame_rate`): PyTorch and onnxruntime with ``--threads``
+threads each, the graph exported from the same weights (or ``--onnx``). Every detection
+the model gives becomes a face (the API's threshold is the model's ``score_thr``). On
+random weights (no ``--checkpoint``) the one-stage face classifier is shifted so that
+``--candidates`` anchors of the frame pass the score threshold. Reported: the median
+time per frame and its frame rate, the faces found and how far the backends' faces are
+apart.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
 import time
+import warnings
 from typing import Callable, Dict, List, Tuple
 
 import torch
@@ -254,6 +270,83 @@ def benchmark(path: str, device: torch.device, args) -> dict:
     return result
 
 
+def model_score_thr(cfg: Config) -> float:
+    """The detector's final score threshold (``test_cfg.score_thr`` or ``.rcnn.score_thr``)."""
+    test_cfg = cfg.model.get('test_cfg') or {}
+    return float(test_cfg.get('score_thr', (test_cfg.get('rcnn') or {}).get('score_thr', 0.05)))
+
+
+def bench_fps(path: str, args) -> dict:
+    """Frames per second of ``Img2Pose.detect_faces`` with each backend of ``--backend``."""
+    from img2pose_mm.apis import Img2Pose
+    from img2pose_mm.deployment import export_onnx
+    from img2pose_mm.deployment.frame_rate import (
+        calibrate_face_scores,
+        compare_faces,
+        sample_frame,
+        summarise,
+        time_backends,
+    )
+    h, w = args.img_size
+    cfg = Config.fromfile(path)
+    for _, coder_cfg in pose_coder_cfgs(cfg.model):
+        for key in ('pose_mean', 'pose_stddev'):     # statistics come from the checkpoint
+            if isinstance(coder_cfg.get(key), str):
+                coder_cfg[key] = RANDOM_WEIGHT_STATS[key] if args.checkpoint is None else None
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    frame = sample_frame(h, w)
+    common = dict(min_size=min(h, w), max_size=max(h, w), device=args.device,
+                  score_threshold=model_score_thr(cfg))
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='Img2Pose without a checkpoint')
+        pytorch = Img2Pose(config=cfg, checkpoint=args.checkpoint, **common)
+    candidates = None
+    if args.checkpoint is None and not getattr(pytorch.model, 'with_rpn', False) \
+            and args.candidates >= 0:
+        candidates = calibrate_face_scores(pytorch, frame, args.candidates)
+    result = dict(config=path, checkpoint=args.checkpoint, img_size=[h, w],
+                  threads=args.threads or torch.get_num_threads(), device=args.device,
+                  torch=torch.__version__, cpu=platform.processor() or platform.machine(),
+                  candidates=candidates, backends={})
+    runs = {}
+    if 'pytorch' in args.backend:
+        runs['pytorch'] = lambda: pytorch.detect_faces(frame)
+    if 'onnxruntime' in args.backend:
+        import onnxruntime
+        onnx_file = args.onnx or os.path.join(
+            args.work_dir, f'{os.path.splitext(os.path.basename(path))[0]}_{h}x{w}.onnx')
+        if args.onnx is None:
+            start = time.perf_counter()
+            export_onnx(pytorch.model, onnx_file, dynamic=True, input_shape=(h, w),
+                        checkpoint=args.checkpoint)
+            result['export_s'] = time.perf_counter() - start
+        graph = Img2Pose(backend='onnxruntime', onnx_file=onnx_file, num_threads=args.threads,
+                         **common)
+        runs['onnxruntime'] = lambda: graph.detect_faces(frame)
+        result.update(onnx_file=onnx_file, onnxruntime=onnxruntime.__version__)
+    faces = {name: run() for name, run in runs.items()}
+    times = time_backends(runs, args.warmup, args.repeats)
+    for name in runs:
+        result['backends'][name] = dict(summarise(times[name]), faces=len(faces[name]))
+    if len(faces) == 2:
+        result['agreement'] = compare_faces(faces['pytorch'], faces['onnxruntime'])
+    base = next(iter(result['backends'].values()))['median_ms']
+    print(f'{path} @ {h}x{w} on {args.device}, {result["threads"]} threads'
+          + ('' if candidates is None else f', {candidates} anchors above the score threshold')
+          + f', median of {args.repeats} frames:')
+    for name, res in result['backends'].items():
+        print(f'  {name:12s} {res["median_ms"]:8.1f} ms  {res["fps"]:6.1f} fps  '
+              f'{base / res["median_ms"]:5.2f}x  ({res["faces"]} faces)')
+    if 'agreement' in result:
+        agree = result['agreement']
+        print(f'  faces {agree["count_a"]} vs {agree["count_b"]}; max |diff| box '
+              f'{agree["boxes"]:.3g} px, confidence {agree["scores"]:.3g}, pose '
+              f'{agree["poses"]:.3g}')
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('configs', nargs='+', metavar='config')
@@ -270,17 +363,30 @@ def main() -> None:
     parser.add_argument('--train', action='store_true', help='also time a training iteration')
     parser.add_argument('--batch-size', type=int, default=2)
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--fps', action='store_true',
+                        help='frames per second of the Img2Pose API (see above)')
+    parser.add_argument('--backend', nargs='+', default=['pytorch', 'onnxruntime'],
+                        choices=['pytorch', 'onnxruntime'], help='--fps: backends to time')
+    parser.add_argument('--onnx', help='--fps: a graph exported before (one config only)')
+    parser.add_argument('--work-dir', default='work_dirs/bench_fps',
+                        help='--fps: where the exported graphs go')
+    parser.add_argument('--candidates', type=int, default=200,
+                        help='--fps, random one-stage weights: anchors of the frame above the '
+                             'score threshold (-1: the weights as initialised)')
     parser.add_argument('--out', help='write the numbers as JSON')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args()
     if args.checkpoint and len(args.configs) > 1:
         parser.error('--checkpoint needs a single config')
+    if args.fps and (args.train or (args.onnx and len(args.configs) > 1)):
+        parser.error('--fps times inference only, and --onnx needs a single config')
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    results: List[dict] = [benchmark(path, device, args) for path in args.configs]
-    if len(results) > 1:
+    bench = bench_fps if args.fps else (lambda path, args: benchmark(path, device, args))
+    results: List[dict] = [bench(path, args) for path in args.configs]
+    if len(results) > 1 and not args.fps:
         base = results[0]['inference']['end_to_end']
         print('end to end:')
         for res in results:
@@ -289,6 +395,7 @@ def main() -> None:
         if device.type == 'cpu':
             print('  (peak memory is the process\'s: only the first config\'s is its own)')
     if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
             json.dump(results[0] if len(results) == 1 else results, f, indent=2)
 

@@ -9,7 +9,13 @@ from img2pose_mm.apis import Img2Pose
 
 from .conftest import REPO, synthetic_images
 
-DEMO_CONFIG = REPO / 'configs' / 'img2pose_r18_demo.py'      # tests at 256 px
+#: the demo recipe (tests at 256 px) with the model of ``conftest.CONFIG``, the tiny
+#: checkpoint's (the demo config's own model is narrower)
+DEMO_CONFIG = REPO / 'configs' / 'img2pose_r18_demo.py'
+DEMO_RECIPE = '''
+_base_ = ['{repo}/configs/_base_/models/img2pose_r18_fpn.py',
+          '{repo}/configs/_base_/synthetic_demo.py']
+'''
 
 
 def load_script(relpath):
@@ -20,8 +26,15 @@ def load_script(relpath):
 
 
 @pytest.fixture(scope='module')
-def demo_detector(tiny_checkpoint):
-    return Img2Pose(config=DEMO_CONFIG, checkpoint=tiny_checkpoint[0], device='cpu',
+def demo_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp('demo_recipe') / 'demo_recipe.py'
+    path.write_text(DEMO_RECIPE.format(repo=REPO))
+    return path
+
+
+@pytest.fixture(scope='module')
+def demo_detector(tiny_checkpoint, demo_config):
+    return Img2Pose(config=demo_config, checkpoint=tiny_checkpoint[0], device='cpu',
                     score_threshold=0.05,
                     cfg_options={'model.test_cfg.rpn.nms_pre': 300,
                                  'model.test_cfg.rpn.max_per_img': 60})
@@ -38,16 +51,16 @@ def test_the_configs_test_scale_is_the_default(demo_detector):
     assert resize[0]['scale'] == (400, 256)
 
 
-def test_arrays_in_bgr_order(demo_detector, tiny_checkpoint):
+def test_arrays_in_bgr_order(demo_detector, tiny_checkpoint, demo_config):
     image = synthetic_images(1, size=128, seed=4)[0][0]
-    bgr = Img2Pose(config=DEMO_CONFIG, checkpoint=tiny_checkpoint[0], device='cpu',
+    bgr = Img2Pose(config=demo_config, checkpoint=tiny_checkpoint[0], device='cpu',
                    score_threshold=0.05, channel_order='bgr',
                    cfg_options={'model.test_cfg.rpn.nms_pre': 300,
                                 'model.test_cfg.rpn.max_per_img': 60})
     assert bgr.detect_faces(np.ascontiguousarray(image[..., ::-1])) == \
         demo_detector.detect_faces(image)
     with pytest.raises(ValueError, match='channel_order'):
-        Img2Pose(config=DEMO_CONFIG, checkpoint=tiny_checkpoint[0], channel_order='hsv')
+        Img2Pose(config=demo_config, checkpoint=tiny_checkpoint[0], channel_order='hsv')
 
 
 def test_demos_use_the_config_scale_and_need_weights(capsys):

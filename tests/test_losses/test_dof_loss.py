@@ -1,5 +1,6 @@
 """Loss values by hand (numpy/scipy) on a 2-RoI case."""
 import numpy as np
+import pytest
 import torch
 from mmdet.registry import MODELS
 from scipy.spatial.transform import Rotation
@@ -54,3 +55,18 @@ def test_faces_without_pose_do_not_count():
                        torch.tensor([1.0, 0.0]), boxes, torch.tensor([0, 0]))
     expected = float(((pred[0] - target[0]) ** 2).sum())
     assert abs(float(losses['loss_dof']) - expected) < 1e-5
+
+
+def test_dof_loss_dim_weights_scale_each_pose_number():
+    rng = np.random.default_rng(3)
+    pred, target = rng.normal(size=(4, 6)), rng.normal(size=(4, 6))
+    weights = np.array([1.0, 2.0, 0.5, 0.7, 0.4, 0.12])
+    loss = MODELS.build(dict(type='DoFLoss', dim_weights=weights.tolist()))
+    value = loss(torch.from_numpy(pred), torch.from_numpy(target))
+    assert float(value) == pytest.approx(((pred - target) ** 2 * weights).sum(1).mean(), rel=1e-6)
+    plain = MODELS.build(dict(type='DoFLoss'))(torch.from_numpy(pred), torch.from_numpy(target))
+    assert float(plain) == pytest.approx(((pred - target) ** 2).sum(1).mean(), rel=1e-12)
+    with pytest.raises(ValueError, match='6 non-negative'):
+        MODELS.build(dict(type='DoFLoss', dim_weights=[1, 1, 1]))
+    with pytest.raises(ValueError, match='6 non-negative'):
+        MODELS.build(dict(type='DoFLoss', dim_weights=[1, 1, 1, 1, 1, -1]))

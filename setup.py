@@ -56,6 +56,10 @@ setup(
     extras_require={
         'tests': read_requirements('tests.txt'),
         'deploy': read_requirements('deploy.txt'),
+        # detect-and-align (img2pose_mm.apis.alignment) needs nothing beyond the base
+        # install (cv2, numpy); the extra exists so `pip install img2pose_mm[alignment]`,
+        # the seed API's install line, installs without a warning
+        'alignment': [],
     },
     ext_modules=sim3dr_extensions(),
     zip_safe=False,

@@ -60,15 +60,14 @@ from mmengine.logging import print_log
 from img2pose_mm.structures import FaceModel, FaceModelLike, FacePoses
 
 from .face_annotations import (
-    MIN_POSE_BOX_IOU,
     AnnotationError,
-    annotate_image,
-    image_shape_from_header,
     iter_json_list,
     make_data_info,
     parse_json_line,
     resolve_image_path,
 )
+from .face_labelling import MIN_POSE_BOX_IOU, annotate_image
+from .image_io import image_shape_from_header
 from .lmdb_record import RecordError, decode_record, read_keys, shared_readonly_env
 from .metainfo import FACE_METAINFO
 
@@ -155,10 +154,6 @@ class FacePoseLMDBDataset(BaseFacePoseDataset):
         return data_list
 
     # -- samples -------------------------------------------------------------------
-    def get_image_bytes(self, idx: int) -> bytes:
-        """Encoded bytes of the ``idx``-th image."""
-        return self._read_image(self.get_data_info(idx)['lmdb_key'])
-
     def _read_image(self, key: str) -> bytes:
         with self._lmdb().begin(buffers=True) as txn:
             raw = txn.get(key.encode())

@@ -20,29 +20,27 @@ import os
 import os.path as osp
 import shutil
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
-import torch
 
 from img2pose_mm.structures import FaceModel, FaceModelLike, FacePoses
 
 from .face_annotations import (
+    AnnotationError,
+    iter_json_list,
+    parse_json_line,
+    resolve_image_path,
+)
+from .face_labelling import (
     BOX_PROBLEMS,
     LABELLING_MODES,
     MIN_POSE_BOX_IOU,
     POSE_STATUS,
-    AnnotationError,
     annotate_image,
-    decode_image,
-    iter_json_list,
-    parse_json_line,
-    pose_statistics,
-    read_image_bytes,
-    resolve_image_path,
-    save_array_atomic,
 )
+from .image_io import decode_image, read_image_bytes
 from .lmdb_record import (
     FORMAT_NAME,
     KEYS_KEY,
@@ -50,14 +48,18 @@ from .lmdb_record import (
     META_KEY,
     VERSION,
     RecordError,
-    decode_record,
     encode_record,
-    is_meta_key,
     open_lmdb_readonly,
     read_keys,
 )
-
-_INITIAL_MAP_SIZE = 1 << 30
+from .lmdb_writer import (
+    LMDBWriter,
+    collect_statistics,
+    format_conversion_summary,
+    make_summary,
+    pose_statistics,
+    save_statistics,
+)
 
 
 def _sha1_file(path: str) -> str:
@@ -74,8 +76,8 @@ def record_key(line_no: int) -> str:
 
 
 def build_record(line_no: int, text: str, json_path: str, image_root: Optional[str],
-                 face_model: FaceModelLike = None, keep_reference_poses: bool = True,
-                 labelling: str = 'box', min_pose_iou: float = MIN_POSE_BOX_IOU,
+                 face_model: FaceModelLike = None, labelling: str = 'box',
+                 min_pose_iou: float = MIN_POSE_BOX_IOU,
                  keep_images_without_pose: bool = False) -> bytes:
     """The LMDB record of one JSON-list line (see :func:`convert` for the options).
 
@@ -106,10 +108,6 @@ def build_record(line_no: int, text: str, json_path: str, image_root: Optional[s
                   pose_valid=poses.valid.numpy(), pose_status=faces['pose_status'],
                   faces=faces['faces'].astype(np.int64), dropped=faces['dropped'].astype(np.int64),
                   dropped_reasons=faces['dropped_reasons'])
-    if faces['scores'] is not None:
-        arrays['scores'] = faces['scores']
-    if keep_reference_poses and faces['poses_reference'] is not None:
-        arrays['gt_poses_reference'] = faces['poses_reference']
     if faces['pose_para'] is not None:
         arrays['pose_para'] = faces['pose_para']
     header = dict(image_path=path, source_image_path=ann['image_path'], height=int(height),
@@ -117,83 +115,11 @@ def build_record(line_no: int, text: str, json_path: str, image_root: Optional[s
     return encode_record(header, arrays, img_bytes)
 
 
-class _Writer:
-    """Batched LMDB writes that grow the map when it is full."""
-
-    def __init__(self, path: str, commit_every: int):
-        import lmdb
-        self._lmdb = lmdb
-        self.env = lmdb.open(path, map_size=_INITIAL_MAP_SIZE, subdir=True, meminit=False,
-                             max_dbs=0)
-        self.commit_every = max(1, int(commit_every))
-        self.pending: List[Tuple[bytes, bytes]] = []
-
-    def put(self, key: bytes, value: bytes) -> None:
-        self.pending.append((key, value))
-        if len(self.pending) >= self.commit_every:
-            self.commit()
-
-    def commit(self) -> None:
-        while self.pending:
-            try:
-                with self.env.begin(write=True) as txn:
-                    for key, value in self.pending:
-                        txn.put(key, value)
-                self.pending = []
-            except self._lmdb.MapFullError:
-                self.env.set_mapsize(self.env.info()['map_size'] * 2)
-
-    def get(self, key: bytes) -> Optional[bytes]:
-        with self.env.begin() as txn:
-            value = txn.get(key)
-        return None if value is None else bytes(value)
-
-    def record_keys(self) -> List[str]:
-        with self.env.begin() as txn:
-            return [bytes(k).decode() for k in txn.cursor().iternext(keys=True, values=False)
-                    if not is_meta_key(k)]
-
-    def close(self) -> None:
-        self.commit()
-        self.env.sync()
-        self.env.close()
-
-
-def _collect(env, keys: Sequence[str]) -> Dict[str, Any]:
-    """Counts and the valid local poses over every record of the LMDB."""
-    faces = no_pose = 0
-    status = np.zeros(len(POSE_STATUS), dtype=np.int64)
-    local: List[np.ndarray] = []
-    missing: List[Tuple[int, int]] = []
-    dropped: List[Tuple[int, int, str]] = []
-    with env.begin(buffers=True) as txn:
-        for key in keys:
-            header, arrays, _ = decode_record(txn.get(key.encode()), key, with_image=False)
-            valid = arrays['pose_valid'].astype(bool)
-            faces += len(valid)
-            no_pose += int((~valid).sum())
-            status += np.bincount(arrays['pose_status'].astype(np.int64),
-                                  minlength=len(POSE_STATUS))[:len(POSE_STATUS)]
-            local_poses = FacePoses.from_numpy(arrays['local_poses'],
-                                               (header['height'], header['width']), valid,
-                                               torch.float64)
-            local.append(local_poses.tensor[local_poses.valid].numpy())
-            index = arrays.get('faces', np.arange(len(valid)))      # index in the JSON line
-            missing.extend((int(header['line']), int(index[i])) for i in np.flatnonzero(~valid))
-            dropped.extend((int(header['line']), int(i), BOX_PROBLEMS[int(r)]) for i, r in
-                           zip(arrays.get('dropped', ()), arrays.get('dropped_reasons', ())))
-    return dict(faces=faces, faces_without_pose=no_pose,
-                without_pose_reasons={POSE_STATUS[i]: int(n) for i, n in enumerate(status)
-                                      if i > 0 and n},
-                faces_without_pose_records=missing, dropped_faces=dropped,
-                local_poses=np.concatenate(local) if local else np.zeros((0, 6)))
-
-
 def convert(json_path: str, out_dir: str, name: str, train: bool = False,
             resume: bool = False, image_root: Optional[str] = None, *,
             face_model: FaceModelLike = None, labelling: str = 'box',
             min_pose_iou: float = MIN_POSE_BOX_IOU, keep_images_without_pose: bool = False,
-            commit_every: int = 100, progress: bool = True, keep_reference_poses: bool = True,
+            commit_every: int = 100, progress: bool = True,
             log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
     """Convert a JSON list into ``<out_dir>/<name>.lmdb`` (and pose statistics).
 
@@ -218,7 +144,7 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
             ``pose_para`` key: rotation from those angles, translation from EPnP in the
             full image's camera, boxes and box-local poses from the roll-aware box of
             the landmarks). See
-            :func:`~img2pose_mm.datasets.face_annotations.label_faces`. A list whose
+            :func:`~img2pose_mm.datasets.face_labelling.label_faces`. A list whose
             first line has ``pose_para`` converted with another labelling gets a
             warning (the angles are then ignored).
         min_pose_iou: a pose whose box overlaps its annotated box less is implausible
@@ -227,7 +153,6 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
             skips them; they are reported as skipped).
         commit_every: records per LMDB transaction.
         progress: show a progress bar.
-        keep_reference_poses: store a ``poses`` key of the JSON as ``gt_poses_reference``.
         log: where messages go (default: ``print`` to stderr).
 
     Returns:
@@ -235,7 +160,7 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
         ``faces_without_pose``, ``without_pose_reasons``, ``faces_without_pose_records``
         (``(line, face index)`` pairs), ``dropped_faces`` (``(line, face index, reason)``
         of faces whose box is unusable, see
-        :func:`~img2pose_mm.datasets.face_annotations.check_boxes`), ``skipped``
+        :func:`~img2pose_mm.datasets.face_labelling.clean_annotated_boxes`), ``skipped``
         (``(line, reason)`` pairs of this run), ``pose_mean`` / ``pose_stddev`` (paths or
         ``None``).
     """
@@ -243,16 +168,16 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
     json_path = osp.abspath(json_path)
     if not osp.isfile(json_path):
         raise FileNotFoundError(f'JSON list not found: {json_path}')
+    if labelling not in LABELLING_MODES:
+        raise ValueError(f'labelling must be one of {LABELLING_MODES}, got {labelling!r}')
     image_root = osp.abspath(image_root) if image_root is not None else None
     os.makedirs(out_dir, exist_ok=True)
     final = osp.join(out_dir, f'{name}.lmdb')
     partial = final + '.partial'
-    if labelling not in LABELLING_MODES:
-        raise ValueError(f'labelling must be one of {LABELLING_MODES}, got {labelling!r}')
     face_model = FaceModel.build(face_model)
     source = dict(json=json_path, json_sha1=_sha1_file(json_path), image_root=image_root,
-                  face_model=repr(face_model), keep_reference_poses=bool(keep_reference_poses),
-                  labelling=labelling, min_pose_iou=float(min_pose_iou),
+                  face_model=repr(face_model), labelling=labelling,
+                  min_pose_iou=float(min_pose_iou),
                   keep_images_without_pose=bool(keep_images_without_pose))
     if resume and osp.exists(final) and not osp.exists(partial):
         return _already_done(final, source, out_dir, name, train, json_path, log)
@@ -261,77 +186,110 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
         shutil.rmtree(partial)
     elif resume and not osp.exists(partial):
         log(f'nothing to resume at {partial}: starting a new conversion')
-    writer = _Writer(partial, commit_every)
+    writer = LMDBWriter(partial, commit_every)
     mean = std = None
     try:
-        meta_raw = writer.get(META_KEY)
-        if meta_raw is None:
-            writer.put(META_KEY, json.dumps(dict(format=FORMAT_NAME, version=VERSION,
-                                                 source=source, complete=False)).encode())
-            writer.commit()
-        else:
-            previous = json.loads(meta_raw.decode()).get('source', {})
-            changed = sorted(k for k in source if previous.get(k) != source[k])
-            if changed:
-                raise ValueError(f'cannot resume {partial}: it was made with different '
-                                 f'{", ".join(changed)}; delete it or run without resume')
-        done = set(writer.record_keys())
-        total = sum(1 for _ in iter_json_list(json_path))
+        _start_or_check_meta(writer, source, partial)
         _warn_ignored_pose_para(json_path, labelling, log)
-        bar = None
-        if progress and total:
-            from mmengine.utils import ProgressBar
-            bar = ProgressBar(total, file=sys.stderr)
-        skipped: List[Tuple[int, str]] = []
-        reused = 0
-        for line_no, text in iter_json_list(json_path):
-            key = record_key(line_no)
-            if key in done:
-                reused += 1
-            else:
-                try:
-                    record = build_record(line_no, text, json_path, image_root, face_model,
-                                          keep_reference_poses, labelling, min_pose_iou,
-                                          keep_images_without_pose)
-                except (AnnotationError, RecordError, OSError) as err:
-                    skipped.append((line_no, str(err)))
-                    log(f'\n{json_path} line {line_no}: skipped: {err}')
-                else:
-                    writer.put(key.encode(), record)
-                    done.add(key)
-            if bar is not None:
-                bar.update()
-        writer.commit()
-        if bar is not None:
-            sys.stderr.write('\n')
-
-        keys = sorted(done, key=int)
-        stats = _collect(writer.env, keys)
-        summary: Dict[str, Any] = dict(
-            lmdb=final, images=len(keys), reused=reused, faces=stats['faces'],
-            faces_without_pose=stats['faces_without_pose'],
-            without_pose_reasons=stats['without_pose_reasons'],
-            faces_without_pose_records=stats['faces_without_pose_records'],
-            dropped_faces=stats['dropped_faces'], skipped=skipped, pose_mean=None,
-            pose_stddev=None)
+        build = _record_builder(json_path, image_root, face_model, labelling, min_pose_iou,
+                              keep_images_without_pose)
+        keys, reused, skipped = _write_records(writer, json_path, build, progress, log)
+        stats = collect_statistics(writer.env, keys)
+        summary = make_summary(final, keys, reused, stats, skipped)
         if train:
             if len(stats['local_poses']):
                 mean, std = pose_statistics(stats['local_poses'])
             else:
                 log('no face has a pose: pose statistics are not written')
-        meta = dict(format=FORMAT_NAME, version=VERSION, source=source, complete=True,
-                    skipped=skipped, images=len(keys), faces=stats['faces'],
-                    faces_without_pose=stats['faces_without_pose'],
-                    pose_mean=None if mean is None else mean.tolist(),
-                    pose_stddev=None if std is None else std.tolist())
-        writer.put(KEYS_KEY, json.dumps(keys).encode())
-        writer.put(LEN_KEY, str(len(keys)).encode())
-        writer.put(META_KEY, json.dumps(meta).encode())
+        _finish_meta(writer, source, keys, skipped, stats, mean, std)
     finally:
         writer.close()
-
     if mean is not None:
-        _save_statistics(summary, out_dir, name, mean, std)
+        save_statistics(summary, out_dir, name, mean, std)
+    _publish(partial, final, log)
+    log(format_conversion_summary(summary, json_path))
+    return summary
+
+
+def _record_builder(json_path: str, image_root: Optional[str], face_model: FaceModelLike,
+                  labelling: str, min_pose_iou: float,
+                  keep_images_without_pose: bool) -> Callable[[int, str], bytes]:
+    """:func:`build_record` with everything but the line fixed."""
+    def build(line_no: int, text: str) -> bytes:
+        return build_record(line_no, text, json_path, image_root, face_model, labelling,
+                            min_pose_iou, keep_images_without_pose)
+    return build
+
+
+def _start_or_check_meta(writer: LMDBWriter, source: Dict[str, Any], partial: str) -> None:
+    """Write the "incomplete" meta of a new conversion, or check a resumed one's source."""
+    meta_raw = writer.get(META_KEY)
+    if meta_raw is None:
+        writer.put(META_KEY, json.dumps(dict(format=FORMAT_NAME, version=VERSION,
+                                             source=source, complete=False)).encode())
+        writer.commit()
+        return
+    previous = json.loads(meta_raw.decode()).get('source', {})
+    changed = sorted(k for k in source if previous.get(k) != source[k])
+    if changed:
+        raise ValueError(f'cannot resume {partial}: it was made with different '
+                         f'{", ".join(changed)}; delete it or run without resume')
+
+
+def _write_records(writer: LMDBWriter, json_path: str, build: Callable[[int, str], bytes],
+                   progress: bool, log: Callable[[str], None]
+                   ) -> Tuple[List[str], int, List[Tuple[int, str]]]:
+    """Write the record of every JSON line not yet in the LMDB.
+
+    Returns:
+        the sorted keys of all records, how many were already there, and the skipped
+        ``(line, reason)`` pairs.
+    """
+    done = set(writer.record_keys())
+    total = sum(1 for _ in iter_json_list(json_path))
+    bar = None
+    if progress and total:
+        from mmengine.utils import ProgressBar
+        bar = ProgressBar(total, file=sys.stderr)
+    skipped: List[Tuple[int, str]] = []
+    reused = 0
+    for line_no, text in iter_json_list(json_path):
+        key = record_key(line_no)
+        if key in done:
+            reused += 1
+        else:
+            try:
+                record = build(line_no, text)
+            except (AnnotationError, RecordError, OSError) as err:
+                skipped.append((line_no, str(err)))
+                log(f'\n{json_path} line {line_no}: skipped: {err}')
+            else:
+                writer.put(key.encode(), record)
+                done.add(key)
+        if bar is not None:
+            bar.update()
+    writer.commit()
+    if bar is not None:
+        sys.stderr.write('\n')
+    return sorted(done, key=int), reused, skipped
+
+
+def _finish_meta(writer: LMDBWriter, source: Dict[str, Any], keys: List[str],
+                 skipped: List[Tuple[int, str]], stats: Dict[str, Any],
+                 mean: Optional[np.ndarray], std: Optional[np.ndarray]) -> None:
+    """The key list, length and "complete" meta of a finished conversion."""
+    meta = dict(format=FORMAT_NAME, version=VERSION, source=source, complete=True,
+                skipped=skipped, images=len(keys), faces=stats['faces'],
+                faces_without_pose=stats['faces_without_pose'],
+                pose_mean=None if mean is None else mean.tolist(),
+                pose_stddev=None if std is None else std.tolist())
+    writer.put(KEYS_KEY, json.dumps(keys).encode())
+    writer.put(LEN_KEY, str(len(keys)).encode())
+    writer.put(META_KEY, json.dumps(meta).encode())
+
+
+def _publish(partial: str, final: str, log: Callable[[str], None]) -> None:
+    """Rename the finished ``.partial`` LMDB into place (replacing an older one)."""
     if osp.exists(final):
         log(f'replacing the previous {final}')
         old = f'{final}.old{os.getpid()}'
@@ -340,8 +298,6 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
         shutil.rmtree(old)
     else:
         os.replace(partial, final)
-    log(format_summary(summary, json_path))
-    return summary
 
 
 def _warn_ignored_pose_para(json_path: str, labelling: str,
@@ -361,14 +317,6 @@ def _warn_ignored_pose_para(json_path: str, labelling: str,
         return
 
 
-def _save_statistics(summary: Dict[str, Any], out_dir: str, name: str, mean: np.ndarray,
-                     std: np.ndarray) -> None:
-    summary['pose_mean'] = osp.join(out_dir, f'{name}_pose_mean.npy')
-    summary['pose_stddev'] = osp.join(out_dir, f'{name}_pose_stddev.npy')
-    save_array_atomic(summary['pose_mean'], mean)
-    save_array_atomic(summary['pose_stddev'], std)
-
-
 def _already_done(final: str, source: Dict[str, Any], out_dir: str, name: str, train: bool,
                   json_path: str, log: Callable[[str], None]) -> Dict[str, Any]:
     """``resume`` on a finished conversion: check it matches, (re)write the statistics."""
@@ -382,54 +330,16 @@ def _already_done(final: str, source: Dict[str, Any], out_dir: str, name: str, t
         if changed:
             raise ValueError(f'cannot resume: {final} was made with different '
                              f'{", ".join(changed)}; run without resume to rebuild it')
-        stats = _collect(env, keys)
+        stats = collect_statistics(env, keys)
     finally:
         env.close()
-    summary: Dict[str, Any] = dict(
-        lmdb=final, images=len(keys), reused=len(keys), faces=stats['faces'],
-        faces_without_pose=stats['faces_without_pose'],
-        without_pose_reasons=stats['without_pose_reasons'],
-        faces_without_pose_records=stats['faces_without_pose_records'],
-        dropped_faces=stats['dropped_faces'],
-        skipped=[tuple(s) for s in meta.get('skipped', [])], pose_mean=None, pose_stddev=None)
+    summary = make_summary(final, keys, len(keys), stats,
+                           [tuple(s) for s in meta.get('skipped', [])])
     if train and len(stats['local_poses']):
-        _save_statistics(summary, out_dir, name, *pose_statistics(stats['local_poses']))
+        save_statistics(summary, out_dir, name, *pose_statistics(stats['local_poses']))
     log(f'{final} is already complete')
-    log(format_summary(summary, json_path))
+    log(format_conversion_summary(summary, json_path))
     return summary
 
 
-def format_summary(summary: Dict[str, Any], json_path: str = '', max_examples: int = 10) -> str:
-    """Human-readable summary of :func:`convert`."""
-    lines = [f'JSON list -> LMDB done: {json_path}',
-             f'  images: {summary["images"]}'
-             + (f' ({summary["reused"]} kept from the interrupted run)'
-                if summary['reused'] else ''),
-             f'  faces: {summary["faces"]}',
-             f'  faces without pose: {summary["faces_without_pose"]}']
-    for reason, count in summary['without_pose_reasons'].items():
-        lines.append(f'    {reason}: {count}')
-    records = summary['faces_without_pose_records']
-    if records:
-        shown = ', '.join(f'line {ln} face {i}' for ln, i in records[:max_examples])
-        more = f' and {len(records) - max_examples} more' if len(records) > max_examples else ''
-        lines.append(f'    ({shown}{more})')
-    dropped = summary.get('dropped_faces', [])
-    lines.append(f'  faces dropped for their box: {len(dropped)}')
-    for line_no, index, reason in dropped[:max_examples]:
-        lines.append(f'    line {line_no} face {index}: {reason}')
-    if len(dropped) > max_examples:
-        lines.append(f'    ... and {len(dropped) - max_examples} more')
-    lines.append(f'  skipped images: {len(summary["skipped"])}')
-    for line_no, reason in summary['skipped'][:max_examples]:
-        lines.append(f'    line {line_no}: {reason}')
-    if len(summary['skipped']) > max_examples:
-        lines.append(f'    ... and {len(summary["skipped"]) - max_examples} more')
-    lines.append(f'  lmdb: {summary["lmdb"]}')
-    if summary['pose_mean']:
-        lines.append(f'  pose mean: {summary["pose_mean"]}')
-        lines.append(f'  pose stddev: {summary["pose_stddev"]}')
-    return '\n'.join(lines)
-
-
-__all__ = ['convert', 'build_record', 'record_key', 'format_summary']
+__all__ = ['convert', 'build_record', 'record_key']

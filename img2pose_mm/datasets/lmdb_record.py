@@ -20,10 +20,9 @@ box-local: w.r.t. ``bboxes`` with the original's labelling and with
 ``labelling='pose_para'``, w.r.t. the pose's own box with ``labelling='image'``),
 ``landmarks`` (N, M, 2), ``pose_valid`` (N,), ``pose_status`` (N,), ``faces`` (N,, the
 faces' indices in the JSON line), ``dropped`` and
-``dropped_reasons`` (faces left out for their box) and optionally ``scores`` (N,),
-``gt_poses_reference`` (N, 6) and ``pose_para`` (N, 3: pitch, yaw, roll in radians, the
-300W-LP angles of the JSON list). Faces without a pose hold -9 in every pose field
-(written and read by :class:`~img2pose_mm.structures.FacePoses`).
+``dropped_reasons`` (faces left out for their box) and optionally ``pose_para`` (N, 3:
+pitch, yaw, roll in radians, the 300W-LP angles of the JSON list). Faces without a pose hold -9 in every
+pose field (written and read by :class:`~img2pose_mm.structures.FacePoses`).
 Nothing is unpickled when reading, so an LMDB from an untrusted source cannot run code.
 """
 from __future__ import annotations

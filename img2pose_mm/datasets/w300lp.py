@@ -35,7 +35,7 @@ One JSON line per image (one face)::
 ``image_path`` is relative to the data root (give it to the LMDB converter as
 ``--image-root``); ``bboxes`` is the landmarks' extent, which the original's loader only
 checks (x1 < x2, y1 < y2): the ``'pose_para'`` labelling replaces it by the roll-aware box
-of the landmarks (:func:`~img2pose_mm.datasets.face_annotations.label_faces`).
+of the landmarks (:func:`~img2pose_mm.datasets.face_labelling.label_faces`).
 
 Bad samples — a ``.mat`` without ``Pose_Para`` or ``pt2d``, landmarks of the wrong
 shape or not finite, an image without its ``.mat`` or a ``.mat`` without its image — are
@@ -330,12 +330,12 @@ def convert_300wlp(root: str, out_json: str, landmarks: str = 'pt2d',
     os.remove(meta_path)
     summary = dict(json=out_json, images=written, reused=len(lines), skipped=skipped,
                    fallbacks=fallbacks, subsets=names)
-    log(format_summary(summary, landmarks))
+    log(format_300wlp_summary(summary, landmarks))
     return summary
 
 
-def format_summary(summary: Dict[str, Any], landmarks: str = 'pt2d',
-                   max_examples: int = 10) -> str:
+def format_300wlp_summary(summary: Dict[str, Any], landmarks: str = 'pt2d',
+                          max_examples: int = 10) -> str:
     """Human-readable summary of :func:`convert_300wlp`."""
     lines = [f'300W-LP -> JSON list done: {summary["json"]}',
              f'  folders: {", ".join(summary["subsets"])}',
@@ -356,4 +356,4 @@ def format_summary(summary: Dict[str, Any], landmarks: str = 'pt2d',
 
 __all__ = ['LANDMARK_SOURCES', 'FLIP_SUFFIX', 'read_300wlp_mat', 'read_300wlp_pts',
            'find_300wlp_subsets', 'find_300wlp_samples', 'pts_path', 'sample_entry',
-           'convert_300wlp', 'format_summary']
+           'convert_300wlp', 'format_300wlp_summary']

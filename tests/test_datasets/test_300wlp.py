@@ -22,7 +22,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from img2pose_mm.datasets.face_annotations import POSE_STATUS
+from img2pose_mm.datasets.face_labelling import POSE_STATUS
 from img2pose_mm.datasets.lmdb_converter import convert
 from img2pose_mm.datasets.w300lp import convert_300wlp
 from img2pose_mm.structures import load_reference_points, mirror_permutation

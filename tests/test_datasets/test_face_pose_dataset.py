@@ -71,7 +71,7 @@ def test_data_info(lmdb_path):
             else:
                 assert torch.isnan(poses.tensor[k]).all()
                 assert (info['landmarks'][k] == -1).all()
-    assert ds.get_image_bytes(0) == truth[1]['image'].read_bytes()
+    assert ds._read_image(ds.get_data_info(0)['lmdb_key']) == truth[1]['image'].read_bytes()
 
 
 def test_filter_empty_gt(lmdb_path):

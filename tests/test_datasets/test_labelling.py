@@ -5,10 +5,10 @@ import pytest
 import torch
 from mmdet.registry import DATASETS
 
-from img2pose_mm.datasets.face_annotations import (
+from img2pose_mm.datasets.face_labelling import (
     BOX_PROBLEMS,
     POSE_STATUS,
-    check_boxes,
+    clean_annotated_boxes,
     label_faces,
 )
 from img2pose_mm.datasets.lmdb_converter import convert
@@ -30,7 +30,7 @@ def test_box_rule_truncates_clips_and_names_the_problem():
                       [10.0, 10.0, 10.0, 50.0],       # zero width
                       [-20.5, 150.0, 30.0, 230.0],    # partly outside: clipped when stored
                       [300.0, 10.0, 320.0, 40.0]])    # outside the image
-    label, stored, keep, reasons = check_boxes(boxes, SHAPE)
+    label, stored, keep, reasons = clean_annotated_boxes(boxes, SHAPE)
     assert keep.tolist() == [True, False, False, True, False]
     assert [BOX_PROBLEMS[r] if r >= 0 else None for r in reasons] == [
         None, BOX_PROBLEMS[0], BOX_PROBLEMS[0], None, BOX_PROBLEMS[1]]
@@ -38,7 +38,7 @@ def test_box_rule_truncates_clips_and_names_the_problem():
     # towards zero); the stored box is the visible part
     np.testing.assert_array_equal(label[[0, 3]], [[10, 20, 60, 80], [-20, 150, 30, 230]])
     np.testing.assert_array_equal(stored[[0, 3]], [[10, 20, 60, 80], [0, 150, 30, 200]])
-    floats, _, _, _ = check_boxes(boxes, SHAPE, integer=False)
+    floats, _, _, _ = clean_annotated_boxes(boxes, SHAPE, integer=False)
     np.testing.assert_allclose(floats[0], boxes[0])
 
 

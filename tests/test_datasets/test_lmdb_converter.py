@@ -82,8 +82,8 @@ def test_round_trip(synthetic_set, tmp_path):
                                        global_to_local(est, box, t['shape']).numpy())
             np.testing.assert_allclose(arrays['landmarks'][valid], t['landmarks'][valid])
             local_valid.append(arrays['local_poses'][valid])
-    assert recs['00000002'][1]['scores'].tolist() == [0.9] * 3
-    np.testing.assert_allclose(recs['00000006'][1]['gt_poses_reference'], truth[6]['poses'])
+    for _, arrays, _ in recs.values():      # box scores and reference poses: not stored
+        assert not {'scores', 'gt_poses_reference'} & set(arrays)
     assert recs['00000004'][1]['landmarks'].shape == (2, 5, 2)
     assert recs['00000005'][1]['poses'].shape == (0, 6)
 

@@ -29,7 +29,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from img2pose_mm.datasets.face_annotations import LABELLING_MODES, MIN_POSE_BOX_IOU
+from img2pose_mm.datasets.face_labelling import LABELLING_MODES, MIN_POSE_BOX_IOU
 from img2pose_mm.datasets.lmdb_converter import convert
 
 

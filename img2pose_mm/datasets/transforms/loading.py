@@ -13,7 +13,8 @@ from mmengine.logging import print_log
 
 from img2pose_mm.structures import LANDMARK_MISSING, FacePoses
 
-from ..face_annotations import AnnotationError, decode_image
+from ..face_annotations import AnnotationError
+from ..image_io import decode_image
 
 
 def _describe(results: dict) -> str:

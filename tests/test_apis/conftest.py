@@ -15,6 +15,7 @@ from img2pose_mm.structures import FacePoses, matrix_to_rotvec, rotvec_to_matrix
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / 'tools' / 'dataset_converters'))
 import make_synthetic_faces as msf  # noqa: E402
+import synthetic_scenes as scenes  # noqa: E402
 
 CONFIG = REPO / 'configs' / 'img2pose_r18.py'
 # small and fast: few proposals (the API tests check plumbing, not accuracy)
@@ -54,8 +55,8 @@ def pose_at(rotvec: torch.Tensor, img_shape, centre_px, face_px: float) -> torch
 def render(poses: torch.Tensor, img_shape, seed: int = 0) -> np.ndarray:
     """RGB uint8 image of the reference face at ``poses`` ``(N, 6)`` over a photo."""
     rng = np.random.default_rng(seed)
-    background = msf.random_background(rng, img_shape[0], img_shape[1], msf.load_backgrounds())
-    image, _ = msf.compose_faces(background, poses.reshape(-1, 6))
+    background = scenes.random_background(rng, img_shape[0], img_shape[1], scenes.load_backgrounds())
+    image, _ = scenes.compose_faces(background, poses.reshape(-1, 6))
     return image
 
 
@@ -65,7 +66,7 @@ def synthetic_images(num: int, size: int = TEST_SIZE, seed: int = 7, faces=(1, 2
                              max_faces=faces[1], min_face=40, max_face_frac=0.6,
                              max_yaw=40, max_pitch=20, max_roll=20)
     with msf.torch_threads(1):
-        return [msf.generate_sample('train', i, params) for i in range(num)]
+        return [scenes.generate_sample('train', i, params) for i in range(num)]
 
 
 @pytest.fixture(scope='session')

@@ -21,6 +21,7 @@ from img2pose_mm.structures import (
 TOOLS = Path(__file__).resolve().parents[2] / 'tools' / 'dataset_converters'
 sys.path.insert(0, str(TOOLS))
 import make_synthetic_faces as msf  # noqa: E402
+import synthetic_scenes as scenes  # noqa: E402
 
 POINTS = torch.as_tensor(load_reference_points(), dtype=torch.float64)
 PARAMS = msf.SynthParams(seed=3, min_size=112, max_size=144, min_face=20, ext='png')
@@ -110,9 +111,9 @@ def test_labels_are_exact(dataset):
 def test_landmarks_sit_on_the_rendered_face():
     rng = np.random.default_rng(0)
     background = np.full((160, 160, 3), 90, np.uint8)
-    poses = msf.place_faces(rng, (160, 160), msf.SynthParams(max_faces=1, min_faces=1),
-                            POINTS, msf.reference_face()[0])
-    image, visible = msf.compose_faces(background, poses)
+    poses = scenes.place_faces(rng, (160, 160), msf.SynthParams(max_faces=1, min_faces=1),
+                            POINTS, scenes.reference_face()[0])
+    image, visible = scenes.compose_faces(background, poses)
     assert visible[0] > 0
     inner = project_pose_points(POINTS[27:36], poses, (160, 160))[0].numpy()   # nose
     x, y = np.round(inner).astype(int).T
@@ -126,16 +127,16 @@ def test_face_hidden_by_a_nearer_face_is_not_labelled():
     hidden = make_pose((0., 20., 0.), (0., 0., 40.))  # small, right behind it
     visible_far = make_pose((0., -10., 0.), (9., 0., 40.))   # small, off to the side
     poses = torch.cat([near, hidden, visible_far])
-    image, visible = msf.compose_faces(background, poses)
+    image, visible = scenes.compose_faces(background, poses)
     assert visible[0] > 0 and visible[1] == 0 and visible[2] > 0
     # independent check that face 1 is entirely hidden: the image is the same without it
-    without, _ = msf.compose_faces(background, poses[[0, 2]])
+    without, _ = scenes.compose_faces(background, poses[[0, 2]])
     np.testing.assert_array_equal(image, without)
-    labels = msf.face_labels(poses, visible, size, POINTS)
+    labels = scenes.face_labels(poses, visible, size, POINTS)
     assert len(labels['poses']) == 2
     np.testing.assert_allclose(labels['poses'], poses[[0, 2]].numpy())
     # and alone, the hidden face would have been drawn and labelled
-    _, alone = msf.compose_faces(background, hidden)
+    _, alone = scenes.compose_faces(background, hidden)
     assert alone[0] > 0
 
 

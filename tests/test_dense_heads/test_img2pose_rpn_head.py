@@ -7,7 +7,7 @@ from mmdet.registry import MODELS
 from mmengine.config import ConfigDict
 
 import img2pose_mm  # noqa: F401
-from img2pose_mm.dense_heads.img2pose_rpn_head import leading_levelwise_nms
+from img2pose_mm.dense_heads.leading_nms import leading_levelwise_nms
 
 
 def clustered_boxes(n, levels=3, seed=0):

@@ -58,10 +58,10 @@ def tiny_graph(tiny_checkpoint, tmp_path_factory):
 
 
 def original_layout_checkpoint(directory):
-    """Seeded original-layout weights (:mod:`img2pose_mm.testing`, scaled like a working
+    """Seeded original-layout weights (:mod:`tools.fidelity`, scaled like a working
     detector's) converted by tools/model_converters with the original's decode (integer
     box centre) and Markley's nearest rotation."""
-    from img2pose_mm.testing import (
+    from tools.fidelity import (
         SEEDED_POSE_MEAN,
         SEEDED_POSE_STDDEV,
         save_original_checkpoint,
@@ -180,7 +180,8 @@ def test_alignment_with_the_graph(tiny_graph, tiny_checkpoint, photos):
         np.testing.assert_allclose(graph_face['pose'], face['pose'], rtol=1e-4, atol=1e-4)
         for name, angle in face['euler'].items():
             assert graph_face['euler'][name] == pytest.approx(angle, abs=1e-2)   # degrees
-    np.testing.assert_array_equal(exported.reference_points, reference.reference_points)
+    torch.testing.assert_close(exported.face_model.points_5.cpu(),
+                               reference.face_model.points_5.cpu(), rtol=0, atol=0)
     for face, graph_face in zip(faces, graph_faces):
         assert graph_face['confidence'] == pytest.approx(face['confidence'], abs=1e-4)
         np.testing.assert_allclose(graph_face['box'], face['box'], atol=1.0)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from img2pose_mm.testing.label_fixture import FACES, label_dataset_entries
+from tools.fidelity.label_fixture import FACES, label_dataset_entries
 
 LABELS = Path(__file__).resolve().parents[1] / 'data' / 'original' / 'labels'
 

@@ -236,7 +236,7 @@ def converted_checkpoint(tmp_path_factory):
     import importlib.util
 
     from img2pose_mm.structures.reference_face import DEFAULT_5, DEFAULT_68
-    from img2pose_mm.testing import SEEDED_POSE_MEAN, SEEDED_POSE_STDDEV, save_original_checkpoint
+    from tools.fidelity import SEEDED_POSE_MEAN, SEEDED_POSE_STDDEV, save_original_checkpoint
     spec = importlib.util.spec_from_file_location(
         'img2pose_to_mmdet', REPO / 'tools' / 'model_converters' / 'img2pose_to_mmdet.py')
     converter = importlib.util.module_from_spec(spec)

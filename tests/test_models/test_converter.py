@@ -8,7 +8,7 @@ import torch
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 
-from img2pose_mm.testing import load_torchvision, original_checkpoint, original_state_dict
+from tools.fidelity import load_torchvision, original_checkpoint, original_state_dict
 
 from .utils import MODEL_CFG, REPO, build_model
 

@@ -26,8 +26,8 @@ from mmdet.registry import MODELS
 from mmengine.config import Config
 
 from img2pose_mm.apis.model_config import pose_coder_cfgs
-from img2pose_mm.testing.compare import match_detections
 from img2pose_mm.utils import device_gate, record_paths, takes_fast_path
+from tools.fidelity.compare import match_detections
 
 from .utils import REPO, make_batch, make_sample
 

@@ -4,7 +4,7 @@
 (run from its own checkout by ``tools/analysis_tools/compare_with_original.py``, see
 ``tests/data/original/README.md``) detected on five scikit-image photos with seeded random
 weights in its checkpoint layout. Here the same weights are regenerated
-(:mod:`img2pose_mm.testing`), converted, and run through ``Img2Pose(checkpoint=...)`` with
+(:mod:`tools.fidelity`), converted, and run through ``Img2Pose(checkpoint=...)`` with
 no config, at native size: no file or code of the original is needed.
 """
 from __future__ import annotations
@@ -21,14 +21,14 @@ import torch
 
 from img2pose_mm.structures import FaceModel
 from img2pose_mm.structures.reference_face import DEFAULT_5, DEFAULT_68
-from img2pose_mm.testing import (
+from tools.fidelity import (
     SEEDED_POSE_MEAN,
     SEEDED_POSE_STDDEV,
     native_size_pipeline,
     sample_photos,
     save_original_checkpoint,
 )
-from img2pose_mm.testing.compare import match_detections
+from tools.fidelity.compare import match_detections
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / 'tests' / 'data' / 'original' / 'detections_r18_seed0.npz'

@@ -82,18 +82,20 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed_call(fn: Callable, device: torch.device) -> Tuple[object, float]:
+    """``fn()``'s result and its wall time (ms), the device synchronised around the call."""
+    synchronize(device)
+    start = time.perf_counter()
+    result = fn()
+    synchronize(device)
+    return result, (time.perf_counter() - start) * 1e3
+
+
 def time_it(fn: Callable, device: torch.device, warmup: int, repeats: int) -> float:
     """Median wall time (ms) of ``fn`` after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return statistics.median(timed_call(fn, device)[1] for _ in range(repeats))
 
 
 def peak_memory_mb(device: torch.device) -> float:

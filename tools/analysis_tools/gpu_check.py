@@ -316,16 +316,18 @@ def no_tf32():
 
 def check_fidelity(ctx: Context) -> Result:
     """A converted checkpoint's detections on the device against the CPU's."""
+    if str(REPO) not in sys.path:                  # tools.fidelity, from a script run
+        sys.path.insert(0, str(REPO))
     from img2pose_mm.apis import Img2Pose
     from img2pose_mm.structures.reference_face import DEFAULT_5, DEFAULT_68
-    from img2pose_mm.testing import (
+    from tools.fidelity import (
         SEEDED_POSE_MEAN,
         SEEDED_POSE_STDDEV,
         native_size_pipeline,
         sample_photos,
         save_original_checkpoint,
     )
-    from img2pose_mm.testing.compare import match_detections
+    from tools.fidelity.compare import match_detections
     converter = load_tool('tools/model_converters/img2pose_to_mmdet.py', 'gpu_check_converter')
     folder = ctx.scratch / 'fidelity'
     folder.mkdir(exist_ok=True)

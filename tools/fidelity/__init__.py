@@ -1,6 +1,11 @@
-"""Helpers for checking img2pose_mm against the original img2pose (seeded weights in the
-original's checkpoint layout, the photos and the native-size pipeline of the fidelity
-checks). Nothing here needs the original's code or files."""
+"""Checking img2pose_mm against the original img2pose (developer tooling, not installed).
+
+The package root holds what needs neither the original's code nor its files (seeded
+weights in the original's checkpoint layout, the photos and the native-size pipeline of
+the fidelity checks); the modules that run the original import it from a checkout given
+at run time (:mod:`tools.fidelity.original`). The command line is
+``tools/analysis_tools/compare_with_original.py``.
+"""
 from .original_layout import (
     ROI_HEAD_SHAPES,
     SAMPLE_PHOTOS,

@@ -1,0 +1,107 @@
+"""The inputs of a comparison: the original's weights and files, their conversion, images."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .original_layout import (
+    SAMPLE_PHOTOS,
+    SEEDED_POSE_MEAN,
+    SEEDED_POSE_STDDEV,
+    as_rgb,
+    sample_photos,
+    save_original_checkpoint,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_converter() -> ModuleType:
+    """``tools/model_converters/img2pose_to_mmdet.py`` as a module."""
+    path = REPO / 'tools' / 'model_converters' / 'img2pose_to_mmdet.py'
+    spec = importlib.util.spec_from_file_location('img2pose_to_mmdet', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def resolve_weights(args, workdir: Path) -> Dict[str, object]:
+    """The original checkpoint, statistics and reference points of this run: the release
+    files given, or seeded weights with :data:`SEEDED_POSE_MEAN`/``STDDEV`` and the
+    checkout's ``pose_references``."""
+    converter = load_converter()
+    files = dict(checkpoint=args.original_checkpoint, pose_mean=args.pose_mean,
+                 pose_stddev=args.pose_stddev, reference_points=args.reference_points_68,
+                 reference_points_5=args.reference_points_5)
+    if args.release_dir:
+        found = converter.find_release_files(args.release_dir)
+        files.update({k: v for k, v in found.items() if files.get(k) is None})
+    seeded = files['checkpoint'] is None
+    if seeded:
+        files['checkpoint'] = save_original_checkpoint(
+            str(workdir / f'img2pose_seed{args.seed}.pth'), args.seed, module_prefix=True)
+        for key, value in (('pose_mean', SEEDED_POSE_MEAN), ('pose_stddev', SEEDED_POSE_STDDEV)):
+            if files[key] is None:
+                files[key] = str(workdir / f'{key}.npy')
+                np.save(files[key], value)
+    from img2pose_mm.structures.reference_face import DEFAULT_5, DEFAULT_68
+    checkout = Path(args.original_repo).expanduser() / 'pose_references'
+    for key, name, packaged in (
+            ('reference_points', 'reference_3d_68_points_trans.npy', DEFAULT_68),
+            ('reference_points_5', 'reference_3d_5_points_trans.npy', DEFAULT_5)):
+        if files[key] is None:
+            files[key] = str(checkout / name if args.checkout_references else packaged)
+    missing = [f'{k}: {v}' for k, v in files.items() if not os.path.isfile(v)]
+    if missing:
+        raise FileNotFoundError('missing input files: ' + '; '.join(missing))
+    from img2pose_mm.structures.reference_face import DEFAULT_68 as packaged_68
+    packaged = os.path.samefile(files['reference_points'], packaged_68)
+    return dict(files=files, seeded=seeded, packaged_face=packaged)
+
+
+def load_images(paths: Optional[Sequence[str]],
+                photos: Sequence[str] = SAMPLE_PHOTOS) -> List[Tuple[str, np.ndarray]]:
+    """``(name, RGB uint8)`` of ``paths`` or of the scikit-image ``photos``; grey images
+    get their channel repeated (PIL's ``convert('RGB')``) once, for both models."""
+    if not paths:
+        return sample_photos(photos)
+    from PIL import Image
+    images = []
+    for path in paths:
+        with Image.open(path) as img:
+            images.append((Path(path).stem, as_rgb(np.asarray(img.convert('RGB')))))
+    return images
+
+
+
+def converted_weights(args, workdir: Path) -> Tuple[Dict[str, object], str, Dict]:
+    """:func:`resolve_weights`, the checkpoint converted for img2pose_mm (its path) and the
+    original's state dict (``fpn_model``)."""
+    import torch
+    weights = resolve_weights(args, workdir)
+    files = weights['files']
+    converted = str(workdir / 'converted.pth')
+    load_converter().convert(files['checkpoint'], converted, pose_mean=files['pose_mean'],
+                             pose_stddev=files['pose_stddev'],
+                             reference_points=files['reference_points'],
+                             reference_points_5=files['reference_points_5'],
+                             rotation_method=args.rotation_method)
+    state = torch.load(files['checkpoint'], map_location='cpu', weights_only=True)
+    state = state['fpn_model'] if 'fpn_model' in state else state
+    return weights, converted, state
+
+
+def run_images(args) -> List[Tuple[str, np.ndarray]]:
+    """:func:`load_images` of ``args``, resized to ``--resize H W`` (bilinear) if given."""
+    images = load_images(args.images, args.photos)
+    if args.resize:
+        from PIL import Image
+        h, w = args.resize
+        images = [(name, np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR)))
+                  for name, rgb in images]
+    return images

@@ -38,8 +38,9 @@ import torch
 
 from img2pose_mm.structures import (
     FIVE_POINT_NAMES,
+    FaceModel,
+    FaceModelLike,
     load_reference_points,
-    project_pose_points,
     rotvec_to_matrix,
 )
 
@@ -204,21 +205,18 @@ def alignment_templates(output_size: SizeLike = TEMPLATE_SIZE) -> np.ndarray:
 # keypoints
 # --------------------------------------------------------------------------
 def pose_keypoints(poses: Union[np.ndarray, torch.Tensor], img_shape: Sequence[int],
-                   reference_points: Optional[Union[np.ndarray, torch.Tensor]] = None
-                   ) -> np.ndarray:
-    """The 5 reference points projected with global poses ``(N, 6)``: ``(N, 5, 2)``.
+                   face_model: FaceModelLike = None) -> np.ndarray:
+    """The 5 reference points projected with global poses ``(N, 6)``: ``(N, 5, 2)``
+    (:meth:`FaceModel.project <img2pose_mm.structures.FaceModel.project>` in float64).
 
     Args:
         poses: global poses of an image of ``img_shape`` ``(h, w)``.
-        reference_points: ``(5, 3)`` points (default: the packaged reference face).
+        face_model: the face whose points are projected (default: the packaged face).
     """
-    if reference_points is None:
-        reference_points = load_reference_points(num_points=5)
     poses = torch.as_tensor(np.asarray(poses, dtype=np.float64)).reshape(-1, 6)
-    points = torch.as_tensor(np.asarray(reference_points, dtype=np.float64))
     if len(poses) == 0:
         return np.zeros((0, 5, 2))
-    return project_pose_points(points, poses, tuple(img_shape[:2])).numpy()
+    return FaceModel.build(face_model).project(poses, tuple(img_shape[:2]), 5).numpy()
 
 
 def keypoints_to_dict(keypoints: np.ndarray) -> dict:
@@ -227,12 +225,13 @@ def keypoints_to_dict(keypoints: np.ndarray) -> dict:
 
 
 def keypoints_from_faces(faces, img_shape: Optional[Sequence[int]] = None,
-                         reference_points=None) -> np.ndarray:
+                         face_model: FaceModelLike = None) -> np.ndarray:
     """Keypoints ``(N, 5, 2)`` of faces given in any of the accepted forms.
 
     ``faces`` is an array ``(N, 5, 2)`` / ``(5, 2)``, one face dict, or a list of face
     dicts each with ``'keypoints'`` (a dict keyed by :data:`FIVE_POINT_NAMES`, or a
-    ``(5, 2)`` array) or else ``'pose'`` (projected in an image of ``img_shape``).
+    ``(5, 2)`` array) or else ``'pose'`` (the 5 points of ``face_model`` projected in an
+    image of ``img_shape``).
     """
     if isinstance(faces, dict):
         faces = [faces]
@@ -263,7 +262,7 @@ def keypoints_from_faces(faces, img_shape: Optional[Sequence[int]] = None,
             if img_shape is None:
                 raise ValueError(f'faces[{index}] has a pose but no keypoints and the image '
                                  'shape is unknown')
-            kps = pose_keypoints(face['pose'], img_shape, reference_points)[0]
+            kps = pose_keypoints(face['pose'], img_shape, face_model)[0]
         else:
             raise ValueError(f"faces[{index}] has neither 'keypoints' nor 'pose'")
         result.append(kps)

@@ -8,30 +8,22 @@ whole list in one batch.
 """
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-import warnings
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from mmengine.config import Config
 
 from img2pose_mm.datasets.metainfo import FACE_METAINFO
-from img2pose_mm.structures import CameraLike, FaceModel
+from img2pose_mm.structures import CameraLike
 
 from .alignment import SizeLike, align_faces, keypoints_from_faces
+from .detector_loading import detector_face_model, init_face_detector
 from .face_outputs import FaceOutputs, faces_from_poses
 from .given_boxes import check_boxes, predict_for_boxes
 from .image_io import ImageSource, load_image
-from .model_config import (
-    build_inference_pipeline,
-    default_config_path,
-    load_config,
-    lower_score_thr,
-    resolve_device,
-)
+from .model_config import build_inference_pipeline, default_config_path, resolve_device
 from .onnx_backend import BACKENDS, load_onnx_detector
 
 Face = Dict[str, Any]
@@ -138,61 +130,15 @@ class Img2Pose:
             self.model, cfg = load_onnx_detector(onnx_file, config, cfg_options, device,
                                                  self.score_threshold, num_threads)
         else:
-            cfg = self._build_model(config, checkpoint, cfg_options)
+            self.model = init_face_detector(config, checkpoint, cfg_options, self.device,
+                                            self.score_threshold)
+            cfg = self.model.cfg
         self.cfg = cfg
         self.pipeline_cfg = build_inference_pipeline(cfg, min_size, max_size)
         self.pipeline = Compose([TRANSFORMS.build(step) for step in self.pipeline_cfg])
-        self.face_model = self._face_model()
-        self.reference_points = self.face_model.points_5.detach().cpu().numpy().astype(
-            np.float64)
+        self.face_model = detector_face_model(self.model)
 
     # ------------------------------------------------------------------ helpers
-    def _build_model(self, config, checkpoint: Optional[str], cfg_options: Optional[dict]
-                     ) -> Config:
-        """The PyTorch detector (``self.model``); returns its config."""
-        from mmdet.apis import init_detector
-
-        cfg = load_config(config, checkpoint, cfg_options)
-        lower_score_thr(cfg, self.score_threshold)
-        if checkpoint is None:
-            warnings.warn('Img2Pose without a checkpoint: the weights are random and its '
-                          'detections meaningless (pass checkpoint=<trained or converted .pth>)',
-                          stacklevel=3)
-
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter('always')
-            self.model = init_detector(cfg, checkpoint, palette='random', device=self.device)
-        for item in caught:
-            # mmdet falls back to COCO classes without checkpoint meta: ours are set below
-            if 'COCO classes' not in str(item.message):
-                warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
-        if checkpoint is None:
-            # the config's initialisation, as training starts (its per-parameter report
-            # is logged at INFO level: keep it out of the user's console)
-            with _quiet_logger():
-                self.model.init_weights()
-            self.model.eval()
-        meta = dict(getattr(self.model, 'dataset_meta', None) or {})
-        if tuple(meta.get('classes', ())) != FACE_METAINFO['classes']:
-            meta = dict(FACE_METAINFO)
-        if meta.get('palette') in (None, 'random'):
-            meta['palette'] = FACE_METAINFO['palette']
-        self.model.dataset_meta = meta
-        return self.model.cfg
-
-    def _face_model(self) -> FaceModel:
-        """The face model the detector decodes with (its last pose head's)."""
-        if isinstance(getattr(self.model, 'face_model', None), FaceModel):
-            return self.model.face_model       # an exported graph's
-        head = getattr(getattr(self.model, 'roi_head', None), 'bbox_head', None)
-        heads = list(head) if isinstance(head, (list, tuple, torch.nn.ModuleList)) else [head]
-        heads.append(getattr(self.model, 'bbox_head', None))     # one-stage detectors
-        for item in reversed(heads):
-            coder = getattr(item, 'bbox_coder', None)
-            if isinstance(getattr(coder, 'face_model', None), FaceModel):
-                return coder.face_model
-        return FaceModel()
-
     @staticmethod
     def _as_batch(images: Any) -> Tuple[List[Any], bool]:
         if isinstance(images, (list, tuple)):
@@ -336,7 +282,7 @@ class Img2Pose:
 
     def _align(self, array: np.ndarray, faces, output_size: SizeLike, return_array: bool,
                template: Union[str, int]):
-        keypoints = keypoints_from_faces(faces, array.shape[:2], self.reference_points)
+        keypoints = keypoints_from_faces(faces, array.shape[:2], self.face_model)
         crops = align_faces(array, keypoints, output_size, template)
         return crops if return_array else _to_pil(crops)
 
@@ -373,19 +319,6 @@ class Img2Pose:
                 f'{self.score_threshold}, max_faces={self.max_faces}, euler='
                 f'{self.outputs.euler!r}, landmarks={self.outputs.landmarks}, camera='
                 f'{"image" if self.outputs.camera is None else "user"}{backend})')
-
-
-@contextlib.contextmanager
-def _quiet_logger(level: int = logging.WARNING) -> Iterator[None]:
-    """Raise the current mmengine logger's level for the duration."""
-    from mmengine.logging import MMLogger
-    logger = MMLogger.get_current_instance()
-    before = logger.level
-    logger.setLevel(max(level, before))
-    try:
-        yield
-    finally:
-        logger.setLevel(before)
 
 
 def _to_pil(crops: np.ndarray) -> list:

@@ -1,15 +1,28 @@
 """Img2Pose end to end: random weights and a tiny trained checkpoint."""
+import cv2
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from img2pose_mm.apis import Img2Pose, default_config_path, pose_keypoints, resolve_device
+from img2pose_mm.apis import Img2Pose, default_config_path, resolve_device
 from img2pose_mm.structures import FIVE_POINT_NAMES, load_reference_points, pose_to_bbox
 
 from .conftest import CONFIG, FAST_CFG, TEST_SIZE, synthetic_images
 
 FACE_KEYS = {'box', 'confidence', 'pose', 'euler', 'keypoints'}
+
+
+def projected_keypoints(poses: np.ndarray, img_shape, points5=None) -> np.ndarray:
+    """The 5 reference points under global poses, by ``cv2.projectPoints`` in img2pose's
+    camera of the image, ``K = [[w + h, 0, w // 2], [0, w + h, h // 2], [0, 0, 1]]``."""
+    h, w = img_shape
+    if points5 is None:
+        points5 = load_reference_points(num_points=5)
+    points5 = np.asarray(points5, dtype=np.float64)
+    camera = np.array([[w + h, 0, w // 2], [0, w + h, h // 2], [0, 0, 1]], dtype=np.float64)
+    return np.stack([cv2.projectPoints(points5, pose[:3], pose[3:], camera, None)[0][:, 0]
+                     for pose in poses])
 
 
 def check_faces(faces, img_shape, threshold, max_faces=-1, points5=None):
@@ -33,7 +46,7 @@ def check_faces(faces, img_shape, threshold, max_faces=-1, points5=None):
     if faces:
         poses = np.array([f['pose'] for f in faces])
         kps = np.array([[f['keypoints'][n] for n in FIVE_POINT_NAMES] for f in faces])
-        np.testing.assert_allclose(kps, pose_keypoints(poses, img_shape, points5), atol=1e-6)
+        np.testing.assert_allclose(kps, projected_keypoints(poses, img_shape, points5), atol=1e-6)
         # boxes are the pose-projected boxes (docs/reference.md §3) in the input image's frame
         points68 = torch.as_tensor(load_reference_points(), dtype=torch.float64)
         boxes = pose_to_bbox(torch.as_tensor(poses), points68, img_shape).numpy()
@@ -164,7 +177,8 @@ def test_trained_checkpoint(tiny_checkpoint, images):
     assert det.device == resolve_device('auto') == ('cuda' if torch.cuda.is_available() else 'cpu')
     image = images[2]                                  # 128 px, run at 160: rescaled results
     faces = det.detect_faces(image)
-    check_faces(faces, image.shape[:2], 0.05, max_faces=5, points5=det.reference_points)
+    check_faces(faces, image.shape[:2], 0.05, max_faces=5,
+                points5=det.face_model.points_5.cpu().numpy())
     reference = inference_detector(det.model, np.ascontiguousarray(image[..., ::-1]),
                                    test_pipeline=Compose(det.pipeline_cfg))
     pred = reference.pred_instances

@@ -16,6 +16,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from img2pose_mm.heads.detection_postprocess import postprocess_detections
+from img2pose_mm.heads.pose_losses import pose_losses
 from img2pose_mm.heads.pose_targets import PoseSamplingWrapper, encode_pose_targets
 
 
@@ -189,16 +190,8 @@ class DoFRetinaHead(RetinaHead):
                   anchors: Tensor) -> dict:
         """``loss_dof`` and ``loss_points`` of the positive anchors ``(P, 6)`` / ``(P, 4)``,
         averaged over those whose face has a pose."""
-        num_valid = float(pose_weights.sum())
-        if num_valid == 0:
-            zero = pose_pred.sum() * 0
-            return dict(loss_dof=zero, loss_points=zero)
-        coder = self.bbox_coder
-        return dict(
-            loss_dof=self.loss_dof(pose_pred, pose_targets, pose_weights, avg_factor=num_valid),
-            loss_points=self.loss_points(coder.denormalize(pose_pred),
-                                         coder.denormalize(pose_targets), anchors,
-                                         coder.points5, pose_weights, avg_factor=num_valid))
+        return pose_losses(self.loss_dof, self.loss_points, self.bbox_coder, pose_pred,
+                           pose_targets, pose_weights, anchors)
 
     # ------------------------------------------------------------------ testing
     def predict_by_feat(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],

@@ -167,7 +167,7 @@ class ExportableRetinaImg2Pose(nn.Module):
         if self.max_per_img > 0:
             scores, labels = scores[:self.max_per_img], labels[:self.max_per_img]
             poses = poses[:self.max_per_img]
-        boxes = self.detector.bbox_head.bbox_coder.poses_to_bboxes(poses, img_shape)
+        boxes = self.detector.bbox_head.bbox_coder.face_model.pose_to_bbox(poses, img_shape)
         return boxes, scores, labels, poses
 
     # ------------------------------------------------------------------ export

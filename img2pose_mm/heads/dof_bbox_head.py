@@ -14,10 +14,9 @@ from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from img2pose_mm.structures import FacePoses
-
 from .detection_postprocess import postprocess_detections
-from .pose_targets import LegacyPoseKeysMixin
+from .pose_losses import pose_losses
+from .pose_targets import encode_pose_targets
 
 
 class SingleSampleSafeBatchNorm1d(nn.BatchNorm1d):
@@ -56,7 +55,7 @@ class DoFPredictor(nn.Sequential):
 
 
 @MODELS.register_module()
-class DoFBBoxHead(LegacyPoseKeysMixin, ConvFCBBoxHead):
+class DoFBBoxHead(ConvFCBBoxHead):
     """Two parallel MLPs on the same RoI features: classification and 6DoF pose.
 
     .. code-block:: none
@@ -158,34 +157,31 @@ class DoFBBoxHead(LegacyPoseKeysMixin, ConvFCBBoxHead):
 
     # ------------------------------------------------------------------ training
     def get_targets(self, sampling_results: List[SamplingResult],
-                    rcnn_train_cfg: Optional[ConfigDict] = None, concat: bool = True) -> dict:
-        """Class targets of all sampled RoIs and pose targets of the positive ones.
+                    rcnn_train_cfg: Optional[ConfigDict] = None) -> dict:
+        """Class targets of all sampled RoIs and pose targets of the positive ones, all
+        images concatenated.
 
         Every positive's GT pose (``pos_gt_poses``, a :class:`FacePoses` in the frame of
-        the network input) is encoded in the RoI's own frame; GT faces without a pose
-        get zero pose weight.
+        the network input) is encoded in the RoI's own frame
+        (:func:`~img2pose_mm.heads.pose_targets.encode_pose_targets`); GT faces without
+        a pose get zero pose weight.
         """
         pos_weight = rcnn_train_cfg.get('pos_weight', -1) if rcnn_train_cfg else -1
         pos_weight = 1.0 if pos_weight <= 0 else float(pos_weight)
-        labels, label_weights, img_shapes, gt_poses, gt_valid = [], [], [], [], []
+        labels, label_weights, pose_targets, pose_weights = [], [], [], []
         for res in sampling_results:
             num_pos, num_neg = res.pos_priors.shape[0], res.neg_priors.shape[0]
             labels.append(torch.cat([res.pos_gt_labels.long(), res.pos_gt_labels.new_full(
                 (num_neg, ), self.num_classes, dtype=torch.long)]))
             label_weights.append(torch.cat([res.pos_priors.new_full((num_pos, ), pos_weight),
                                             res.pos_priors.new_ones(num_neg)]))
-            poses: FacePoses = res.pos_gt_poses
-            gt_poses.append(poses.tensor.to(res.pos_priors))
-            gt_valid.append(poses.valid.to(res.pos_priors.device))
-            img_shapes.append(res.pos_priors.new_tensor(poses.img_shape).expand(num_pos, 2))
-        pos_priors = torch.cat([res.pos_priors for res in sampling_results])
-        valid = torch.cat(gt_valid)
-        safe_gt = torch.where(valid[:, None], torch.cat(gt_poses),
-                              pos_priors.new_tensor([0., 0., 0., 0., 0., 1.]))
-        pose_targets = self.bbox_coder.encode(pos_priors, safe_gt, torch.cat(img_shapes))
+            targets, weights = encode_pose_targets(self.bbox_coder, res.pos_priors,
+                                                   res.pos_gt_poses)
+            pose_targets.append(targets)
+            pose_weights.append(weights)
         return dict(labels=torch.cat(labels), label_weights=torch.cat(label_weights),
-                    pose_targets=pose_targets, pose_weights=valid.to(pos_priors),
-                    pos_priors=pos_priors,
+                    pose_targets=torch.cat(pose_targets), pose_weights=torch.cat(pose_weights),
+                    pos_priors=torch.cat([res.pos_priors for res in sampling_results]),
                     pos_labels=torch.cat([res.pos_gt_labels.long() for res in sampling_results]))
 
     def loss_and_target(self, cls_score: Tensor, bbox_pred: Tensor, rois: Tensor,
@@ -198,8 +194,10 @@ class DoFBBoxHead(LegacyPoseKeysMixin, ConvFCBBoxHead):
             cls_score: ``(num_sampled, num_classes + 1)`` for all sampled RoIs.
             bbox_pred: the poses ``(num_pos, 6 * num_classes)`` of the positive RoIs only,
                 in the order of ``sampling_results`` (each image's positives first).
+            concat: ignored, kept for mmdet's signature: the targets of all images are
+                always concatenated (as ``bbox_pred`` is).
         """
-        targets = self.get_targets(sampling_results, rcnn_train_cfg, concat)
+        targets = self.get_targets(sampling_results, rcnn_train_cfg)
         return dict(loss_bbox=self.loss(cls_score, bbox_pred, **targets), bbox_targets=targets)
 
     def loss(self, cls_score: Tensor, pose_pred: Tensor, labels: Tensor, label_weights: Tensor,
@@ -211,16 +209,10 @@ class DoFBBoxHead(LegacyPoseKeysMixin, ConvFCBBoxHead):
         losses['loss_cls'] = self.loss_cls(cls_score, labels, label_weights,
                                            avg_factor=avg_factor)
         losses['acc'] = accuracy(cls_score, labels)
-        num_valid = float(pose_weights.sum())
-        if pose_pred.shape[0] == 0 or num_valid == 0:
-            zero = pose_pred.sum() * 0
-            losses['loss_dof'], losses['loss_points'] = zero, zero
-            return losses
-        pred = self._select_class(pose_pred, pos_labels)
-        losses['loss_dof'] = self.loss_dof(pred, pose_targets, pose_weights, avg_factor=num_valid)
-        losses['loss_points'] = self.loss_points(
-            self.bbox_coder.denormalize(pred), self.bbox_coder.denormalize(pose_targets),
-            pos_priors, self.bbox_coder.points5, pose_weights, avg_factor=num_valid)
+        # no positives: the (0, 6 * num_classes) predictions themselves give the zero losses
+        pred = self._select_class(pose_pred, pos_labels) if len(pose_pred) else pose_pred
+        losses.update(pose_losses(self.loss_dof, self.loss_points, self.bbox_coder, pred,
+                                  pose_targets, pose_weights, pos_priors))
         return losses
 
     def _select_class(self, pose_pred: Tensor, labels: Tensor) -> Tensor:

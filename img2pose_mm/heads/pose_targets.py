@@ -1,4 +1,4 @@
-"""How GT poses reach the heads' targets, and how a head keeps its coder's state.
+"""How GT poses reach the heads' targets.
 
 mmdet's RoI heads hand the box head only ``sampling_results`` (``StandardRoIHead.bbox_loss``,
 ``CascadeRoIHead.bbox_loss``); box targets travel in them as ``pos_gt_bboxes``. The pose
@@ -72,28 +72,4 @@ class PoseSamplingWrapper:
         return f'{self.__class__.__name__}({self.sampler!r})'
 
 
-class LegacyPoseKeysMixin:
-    """Loads checkpoints of img2pose_mm < 0.2 into a pose head.
-
-    They held the pose statistics as the head's own ``pose_mean``/``pose_stddev``
-    buffers (now the coder's) and the pose layers under mmdet's box names.
-    """
-
-    #: old key prefixes (relative to the head) -> new ones
-    LEGACY_PREFIXES = {'reg_fcs.': 'pose_fcs.', 'fc_reg.': 'fc_pose.',
-                       'pose_mean': 'bbox_coder.pose_mean',
-                       'pose_stddev': 'bbox_coder.pose_stddev'}
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
-        for key in [k for k in state_dict if k.startswith(prefix)]:
-            for old, new in self.LEGACY_PREFIXES.items():
-                if key.startswith(prefix + old):
-                    state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
-                    break
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
-
-
-__all__ = ['PoseSamplingWrapper', 'LegacyPoseKeysMixin', 'encode_pose_targets',
-           'PLACEHOLDER_POSE']
+__all__ = ['PoseSamplingWrapper', 'encode_pose_targets', 'PLACEHOLDER_POSE']

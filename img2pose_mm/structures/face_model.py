@@ -122,13 +122,6 @@ class FaceModel(nn.Module):
         raise TypeError(f'face_model must be None, a dict or a FaceModel, got '
                         f'{type(cfg).__name__}')
 
-    @classmethod
-    def from_state_dict(cls, state: Mapping[str, Any]) -> FaceModel:
-        """The face saved in ``state`` (a :meth:`state_dict`, e.g. read from a checkpoint)."""
-        model = cls()
-        model.load_state_dict(dict(state))
-        return model
-
     def settings(self) -> Dict[str, Any]:
         """The rules of this face (everything but the points)."""
         return {key: getattr(self, key) for key in FACE_MODEL_SETTINGS}

@@ -108,16 +108,6 @@ class FacePoses:
         """No poses."""
         return cls(torch.zeros((0, 6), dtype=dtype, device=device), None, img_shape)
 
-    @classmethod
-    def from_landmarks(cls, landmarks: np.ndarray, img_shape: Sequence[int],
-                       face_model: Optional[FaceModel] = None,
-                       dtype: torch.dtype = torch.float32) -> FacePoses:
-        """EPnP poses of ``(N, M, 2)`` landmarks in the image camera (invalid where they
-        are unusable or EPnP fails)."""
-        face_model = FaceModel.build(face_model)
-        poses, solved = face_model.pose_from_landmarks(landmarks, img_shape)
-        return cls(poses, solved, img_shape, dtype=dtype)
-
     # ------------------------------------------------------------------ container
     def __len__(self) -> int:
         return self.tensor.shape[0]

@@ -1,4 +1,4 @@
-"""DoFBBoxHead on its own: branches, targets from sampling results, decoding, old keys."""
+"""DoFBBoxHead on its own: branches, targets from sampling results, decoding."""
 import numpy as np
 import pytest
 import torch
@@ -9,6 +9,8 @@ from mmengine.structures import InstanceData
 import img2pose_mm  # noqa: F401
 from img2pose_mm.heads.pose_targets import PoseSamplingWrapper
 from img2pose_mm.structures import FaceModel, FacePoses
+
+from ..pose_reference import box_local_pose, project
 
 SHAPE = (200, 260)
 GT_POSES = torch.tensor([[0.1, -0.2, 0.05, -0.4, 0.1, 6.0],
@@ -67,8 +69,13 @@ def test_targets_come_from_the_sampling_results():
     # the face without a pose (index 1) gets no pose weight
     assert targets['pose_weights'].tolist() == (gt_idx != 1).float().tolist()
     keep = gt_idx != 1
-    expected = head.bbox_coder.encode(res.pos_priors[keep], GT_POSES[gt_idx[keep]].float(), SHAPE)
-    torch.testing.assert_close(targets['pose_targets'][keep], expected)
+    # each positive's GT pose local to its RoI (by hand: numpy + scipy), normalised by
+    # the coder's statistics (mean 0, 0, 0, 0, 0, 6; stddev 0.5)
+    local = np.stack([box_local_pose(GT_POSES[i].numpy(), prior.double().numpy(), SHAPE)
+                      for i, prior in zip(gt_idx[keep].tolist(), res.pos_priors[keep])])
+    expected = (local - np.array([0, 0, 0, 0, 0, 6.0])) / 0.5
+    np.testing.assert_allclose(targets['pose_targets'][keep].numpy(), expected, rtol=1e-4,
+                               atol=1e-4)
     # perfect predictions: no pose loss
     cls = torch.zeros(len(targets['labels']), 2)
     losses = head.loss(cls, targets['pose_targets'].clone(), **targets)
@@ -105,25 +112,15 @@ def test_predict_decodes_projects_and_suppresses():
     torch.testing.assert_close(out.poses.double(), GT_POSES[:1], rtol=0, atol=1e-4)
     torch.testing.assert_close(out.bboxes, face.pose_to_bbox(out.poses, SHAPE))
     rescaled, = head.predict_by_feat([rois], [cls], [preds.float()], [meta], None, rescale=True)
-    expected = FacePoses(out.poses, img_shape=SHAPE).rescale_((0.5, 0.5), (100, 130))
-    torch.testing.assert_close(rescaled.poses, expected.tensor)
+    # the network input is the original (100 x 130) resized by 2: the original's camera
+    # (focal 230, centre (65, 50)) is the input's (460, (130, 100)) halved, so the face
+    # keeps its 3D pose and every projected point its pixel halved
+    torch.testing.assert_close(rescaled.poses, out.poses, rtol=0, atol=1e-6)
+    points = face.points_68.double().numpy()
+    np.testing.assert_allclose(project(points, rescaled.poses[0].double().numpy(), (100, 130)),
+                               project(points, out.poses[0].double().numpy(), SHAPE) / 2,
+                               atol=1e-4)
     torch.testing.assert_close(rescaled.bboxes, out.bboxes / 2)
-
-
-def test_checkpoints_with_the_old_names_load():
-    head = small_head()
-    state = head.state_dict()
-    old = {}
-    for key, value in state.items():
-        key = key.replace('pose_fcs.', 'reg_fcs.').replace('fc_pose.', 'fc_reg.')
-        key = key.replace('bbox_coder.pose_mean', 'pose_mean').replace(
-            'bbox_coder.pose_stddev', 'pose_stddev')
-        old[key] = value + 1 if key in ('pose_mean', 'pose_stddev') else value
-    fresh = small_head()
-    result = fresh.load_state_dict(old, strict=False)
-    assert not result.unexpected_keys
-    torch.testing.assert_close(fresh.pose_fcs[0].weight, head.pose_fcs[0].weight)
-    torch.testing.assert_close(fresh.bbox_coder.pose_mean, head.bbox_coder.pose_mean + 1)
 
 
 def _iou(a, b):

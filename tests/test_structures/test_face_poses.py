@@ -130,12 +130,12 @@ def test_to_bboxes_and_project_use_the_face_model(rng):
                                project_pose_points(points.double(), arr, SHAPE))
 
 
-def test_from_landmarks_marks_unusable_sets(rng):
+def test_poses_from_landmarks_mark_unusable_sets(rng):
     face = FaceModel()
     arr = torch.from_numpy(make_poses(rng, 3))
     landmarks = face.project(arr, SHAPE).numpy()
     landmarks[1, 4] = -1                      # the JSON list's "no pose"
-    poses = FacePoses.from_landmarks(landmarks, SHAPE, face, torch.float64)
+    poses = FacePoses(*face.pose_from_landmarks(landmarks, SHAPE), SHAPE, dtype=torch.float64)
     assert poses.valid.tolist() == [True, False, True]
     torch.testing.assert_close(poses.project(face)[[0, 2]], torch.from_numpy(landmarks[[0, 2]]),
                                rtol=0, atol=1e-3)

@@ -4,8 +4,10 @@ import pytest
 import torch
 
 import img2pose_mm  # noqa: F401
-from img2pose_mm.structures import FaceModel, global_to_local
+from img2pose_mm.structures import FaceModel
 from img2pose_mm.task_modules import PoseBBoxCoder
+
+from ..pose_reference import box_local_pose
 
 SHAPE = (240, 320)
 
@@ -25,13 +27,22 @@ def test_encode_is_normalised_box_local_pose(rng):
     coder = PoseBBoxCoder(pose_mean=mean, pose_stddev=std)
     poses, boxes = poses_and_boxes(rng)
     targets = coder.encode(boxes, poses, SHAPE)
-    expected = (global_to_local(poses, boxes, SHAPE) - torch.tensor(mean, dtype=torch.float64)) \
-        / torch.tensor(std, dtype=torch.float64)
-    torch.testing.assert_close(targets, expected, rtol=1e-5, atol=1e-5)
+    # img2pose's box-local pose by hand (numpy + scipy), then normalised
+    local = np.stack([box_local_pose(p, b, SHAPE) for p, b in zip(poses.numpy(), boxes.numpy())])
+    expected = (local - np.array(mean)) / np.array(std)
+    np.testing.assert_allclose(targets.numpy(), expected, rtol=1e-5, atol=1e-5)
     # decode inverts encode, and the boxes are the face model's boxes of the poses
     decoded, det_boxes = coder.decode(boxes, targets, SHAPE)
     torch.testing.assert_close(decoded, poses, rtol=0, atol=1e-5)
     torch.testing.assert_close(det_boxes, coder.face_model.pose_to_bbox(decoded, SHAPE))
+    # a hand-made case: a face straight ahead at the image centre, in a box centred there,
+    # has the same rotation locally, x/y 0 and its depth scaled by (bw + bh) / (w + h)
+    h, w = SHAPE
+    ahead = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 5.0]], dtype=torch.float64)
+    box = torch.tensor([[w // 2 - 20, h // 2 - 30, w // 2 + 20, h // 2 + 30]],
+                       dtype=torch.float64)
+    local = PoseBBoxCoder().encode(box, ahead, SHAPE)
+    np.testing.assert_allclose(local.numpy(), [[0, 0, 0, 0, 0, 5.0 * 100 / (w + h)]], atol=1e-7)
     # per-row image shapes give the same as one shared shape
     rows = torch.tensor(SHAPE, dtype=torch.float64).expand(len(boxes), 2)
     torch.testing.assert_close(coder.encode(boxes, poses, rows), targets)

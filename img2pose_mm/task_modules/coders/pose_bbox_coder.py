@@ -121,8 +121,3 @@ class PoseBBoxCoder(BaseBBoxCoder, nn.Module):
         """
         poses = self.face_model.decode(self.denormalize(pred_poses), bboxes, img_shape)
         return poses, self.face_model.pose_to_bbox(poses, img_shape)
-
-    @full_precision
-    def poses_to_bboxes(self, poses: Tensor, img_shape: ShapeLike) -> Tensor:
-        """Face boxes of global poses (the face model's box rule)."""
-        return self.face_model.pose_to_bbox(poses, img_shape)

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import numpy as np
 import torch
+from benchmark import time_it  # the benchmark's timer (this script's folder)
 from scipy.spatial.transform import Rotation
 
 from img2pose_mm.structures import load_reference_points
@@ -62,16 +61,6 @@ def decode_loop(boxes: np.ndarray, local_poses: np.ndarray, img_shape, points: n
     return np.asarray(out)
 
 
-def timeit(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--num-proposals', type=int, default=1000)
@@ -94,8 +83,9 @@ def main() -> None:
 
     boxes_t = torch.tensor(boxes, dtype=torch.float32, device=args.device)
     preds_t = torch.tensor(preds, dtype=torch.float32, device=args.device)
-    t_loop = timeit(lambda: decode_loop(boxes, preds, (h, w), points, mean, std),
-                    max(3, args.repeats // 5))
+    device = torch.device(args.device)
+    t_loop = time_it(lambda: decode_loop(boxes, preds, (h, w), points, mean, std),
+                     torch.device('cpu'), 1, max(3, args.repeats // 5)) / 1e3
     ref = decode_loop(boxes, preds, (h, w), points, mean, std)
     result = dict(num_proposals=n, img_shape=[h, w], device=args.device, loop_ms=t_loop * 1e3,
                   torch_threads=torch.get_num_threads())
@@ -107,10 +97,8 @@ def main() -> None:
 
         def batched(coder=coder):
             coder.decode(boxes_t, preds_t, (h, w))
-            if args.device.startswith('cuda'):
-                torch.cuda.synchronize()
 
-        t_batched = timeit(batched, args.repeats)
+        t_batched = time_it(batched, device, 1, args.repeats) / 1e3
         ours = coder.decode(boxes_t.double(), preds_t.double(), (h, w))[1].cpu().numpy()
         # scipy >= 1.16 orthogonalises with SVD, so only 'svd' is expected to agree exactly
         agree = float(np.mean(np.abs(ours - ref).max(1) <= 1.0))

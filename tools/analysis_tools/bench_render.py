@@ -13,11 +13,10 @@ Example::
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
+from benchmark import time_it  # the benchmark's timer (this script's folder)
 
 import Sim3DR
 from img2pose_mm.structures import euler_to_rotvec, load_reference_mesh
@@ -34,18 +33,6 @@ def face_vertices(height: int, width: int, face_height: float, angles=(0., 0., 0
                                            dtype=torch.float64)], 1)
     vertices, _ = project_mesh(pose, (height, width), mesh)
     return vertices[0]
-
-
-def bench(fn, repeat: int, warmup: int = 3) -> float:
-    """Median wall time of ``fn()`` in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -75,8 +62,9 @@ def main() -> None:
         def run_raster(vertices=vertices):
             Sim3DR.rasterize(vertices, mesh.triangles, h, w)
 
-        render_ms = bench(run_render, args.repeat)
-        raster_ms = bench(run_raster, args.repeat)
+        cpu = torch.device('cpu')
+        render_ms = time_it(run_render, cpu, 3, args.repeat)
+        raster_ms = time_it(run_raster, cpu, 3, args.repeat)
         results.append(render_ms)
         print(f'  {name:<30s} render (shaded) {render_ms:7.2f} ms | z-buffer only '
               f'{raster_ms:7.2f} ms')

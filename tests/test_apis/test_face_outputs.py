@@ -19,7 +19,7 @@ from img2pose_mm.structures import (
 )
 from img2pose_mm.visualization import render_pose_meshes
 
-from .conftest import msf, synthetic_images
+from .conftest import scenes, synthetic_images
 
 POINTS = load_reference_points().astype(np.float64)
 
@@ -161,7 +161,7 @@ def camera_scene():
     K = np.array([[420.0, 0, 92.0], [0, 420.0, 58.0], [0, 0, 1]])
     K0 = image_intrinsics(img_shape).numpy()
     rng = np.random.default_rng(3)
-    background = msf.random_background(rng, *img_shape, msf.load_backgrounds())
+    background = scenes.random_background(rng, *img_shape, scenes.load_backgrounds())
     truth = place(aflw_rotvecs([-10.0, 12.0], [25.0, -40.0], [8.0, -5.0]), img_shape, K,
                   np.array([[58.0, 66.0], [112.0, 60.0]]), np.array([62.0, 56.0]))
     image = render_pose_meshes(background, truth, color='texture', alpha=1.0, intrinsics=K)

@@ -35,6 +35,7 @@ from .test_lmdb_converter import records
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / 'tools' / 'dataset_converters'))
 import make_synthetic_faces as msf  # noqa: E402
+import synthetic_scenes as scenes  # noqa: E402
 
 REF68 = load_reference_points(None, 68)
 SIZE = (128, 128)          # (h, w); the release's images are 450 x 450
@@ -81,7 +82,7 @@ def render(pose, seed, size=SIZE):
     """BGR image of the reference face at ``pose``."""
     background = random_image(np.random.default_rng(seed), size)
     with msf.torch_threads(1):
-        image, _ = msf.compose_faces(background, torch.from_numpy(pose)[None])
+        image, _ = scenes.compose_faces(background, torch.from_numpy(pose)[None])
     return np.ascontiguousarray(image)
 
 

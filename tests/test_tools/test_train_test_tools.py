@@ -14,79 +14,24 @@ import torch
 from PIL import Image
 
 import img2pose_mm  # noqa: F401
+from tools.analysis_tools.tiny_config import make_tiny_data, write_tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / 'tools' / 'dataset_converters'))
-import make_synthetic_faces as msf  # noqa: E402
-
-TWO_STAGE_MODEL = """
-_base_ = '{repo}/configs/img2pose_r18_demo.py'
-data_root = '{data}/'
-model = dict(
-    roi_head=dict(bbox_head=dict(bbox_coder=dict(
-        pose_mean=data_root + 'train_pose_mean.npy',
-        pose_stddev=data_root + 'train_pose_stddev.npy'))),
-    train_cfg=dict(rpn_proposal=dict(max_per_img=200), rcnn=dict(sampler=dict(num=32))),
-    test_cfg=dict(rpn=dict(max_per_img=100)))
-"""
-ONE_STAGE_MODEL = """
-_base_ = '{repo}/configs/retina_img2pose_r18_demo.py'
-data_root = '{data}/'
-model = dict(bbox_head=dict(bbox_coder=dict(pose_mean=data_root + 'train_pose_mean.npy',
-                                            pose_stddev=data_root + 'train_pose_stddev.npy')))
-"""
-TINY_DATA_AND_SCHEDULE = """
-train_pipeline = [
-    dict(type='LoadFacePoseImage'),
-    dict(type='LoadFacePoseAnnotations'),
-    dict(type='PoseRandomFlip', prob=0.5),
-    dict(type='PoseResize', scale=(160, 128), keep_ratio=True),
-    dict(type='PoseToBBox'),
-    dict(type='PackFacePoseInputs'),
-]
-test_pipeline = [
-    dict(type='LoadFacePoseImage'),
-    dict(type='PoseResize', scale=(160, 128), keep_ratio=True),
-    dict(type='LoadFacePoseAnnotations'),
-    dict(type='PackFacePoseInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'instances')),
-]
-train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                      dataset=dict(data_root=data_root, pipeline=test_pipeline))
-test_dataloader = val_dataloader
-max_epochs = 1
-train_cfg = dict(max_epochs=max_epochs, val_interval=1)
-param_scheduler = []
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1),
-                     visualization=dict(draw=False))
-"""
 
 
 @pytest.fixture(scope='module')
 def tiny_data(tmp_path_factory):
-    data = tmp_path_factory.mktemp('tiny') / 'data'
-    params = msf.SynthParams(seed=1, min_size=128, max_size=160, min_face=28, max_faces=3)
-    with msf.torch_threads(1):
-        msf.make_dataset(data, 4, 2, params, lmdb=True, progress=False)
-    return data
-
-
-def write_config(data, model: str) -> Path:
-    cfg = data.parent / f'tiny_{"one" if model is ONE_STAGE_MODEL else "two"}_stage.py'
-    cfg.write_text((model + TINY_DATA_AND_SCHEDULE).format(repo=REPO, data=data))
-    return cfg
+    return make_tiny_data(tmp_path_factory.mktemp('tiny') / 'data')
 
 
 @pytest.fixture(scope='module')
 def tiny_config(tiny_data):
-    return write_config(tiny_data, TWO_STAGE_MODEL)
+    return write_tiny_config(tiny_data, tiny_data.parent / 'tiny_two_stage.py')
 
 
 @pytest.fixture(scope='module')
 def tiny_one_stage_config(tiny_data):
-    return write_config(tiny_data, ONE_STAGE_MODEL)
+    return write_tiny_config(tiny_data, tiny_data.parent / 'tiny_one_stage.py', one_stage=True)
 
 
 def free_port() -> int:

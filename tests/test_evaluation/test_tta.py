@@ -19,7 +19,6 @@ from img2pose_mm.test_time_augs import PoseDetTTAModel, pose_box_voting, unflip_
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TTA_CONFIG = osp.join(REPO, 'configs', 'img2pose_r18_wider_tta.py')
-BASE_CONFIG = osp.join(REPO, 'configs', 'img2pose_r18.py')
 
 H, W = 300, 401          # odd width: flip_pose's tx shift matters
 
@@ -180,8 +179,6 @@ def load_tta_config(tmp_path, real_base):
 
 @pytest.mark.parametrize('real_base', [False, True])
 def test_tta_config_builds_wider_pipeline(tmp_path, real_base):
-    if real_base and not osp.isfile(BASE_CONFIG):
-        pytest.skip('configs/img2pose_r18.py is not written yet')
     cfg = load_tta_config(tmp_path, real_base)
     init_default_scope(cfg.default_scope)
     assert cfg.tta_model.type == 'PoseDetTTAModel' and cfg.tta_model.tta_cfg.iou_thr == 0.6
@@ -216,8 +213,6 @@ def test_tta_config_builds_wider_pipeline(tmp_path, real_base):
 def test_tta_on_flipped_image_flips_the_poses(tmp_path, model_config):
     """TTA of a mirrored image = the mirror of the TTA of the image (real model: the
     two-stage model of the TTA config, or the one-stage model in its place)."""
-    if not osp.isfile(BASE_CONFIG):
-        pytest.skip('configs/img2pose_r18.py is not written yet')
     from mmengine.dataset import pseudo_collate
 
     from img2pose_mm.apis.model_config import pose_coder_cfgs

@@ -97,7 +97,10 @@ def _runner(work_dir, max_iters, resume=False):
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1, by_epoch=False),
                            logger=dict(type='LoggerHook', interval=1)),
-        default_scope='mmengine')
+        default_scope='mmengine',
+        # one name per runner: two runners started within a second would share the
+        # timestamp name and mmengine would warn about the reused instance name
+        experiment_name=f'resume_{max_iters}_{int(resume)}')
 
 
 def test_checkpoint_resume_under_torch_weights_only(tmp_path):

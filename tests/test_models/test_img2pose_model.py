@@ -27,7 +27,7 @@ def test_train_step_losses_and_gradients():
     for name in ('loss_rpn_cls', 'loss_rpn_bbox', 'loss_cls', 'loss_dof', 'loss_points'):
         assert name in losses, name
     total, log_vars = model.parse_losses(losses)
-    assert all(np.isfinite(float(v)) for v in log_vars.values())
+    assert all(np.isfinite(float(v.detach())) for v in log_vars.values())
     total.backward()
     no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert no_grad == []
@@ -39,21 +39,36 @@ def test_train_step_losses_and_gradients():
 
 
 def test_pose_branch_sees_only_positive_rois(monkeypatch):
+    """The pose branch runs on exactly the sampled positives, counted here by hand: the
+    proposals (and the GT boxes, added as proposals) overlapping a GT face by IoU >=
+    ``pos_iou_thr``, at most ``num * pos_fraction`` of them."""
+    from torchvision.ops import box_iou
     model = build_model()
     model.train()
     seen = {}
     head = model.roi_head.bbox_head
-    original = head.forward_pose
+    original_pose, original_loss = head.forward_pose, model.roi_head.loss
 
     def spy(x):
         seen['pose'] = x.shape[0]
-        return original(x)
+        return original_pose(x)
+
+    def record(x, rpn_results_list, batch_data_samples):
+        seen['proposals'] = rpn_results_list[0].bboxes.detach().clone()
+        return original_loss(x, rpn_results_list, batch_data_samples)
 
     monkeypatch.setattr(head, 'forward_pose', spy)
-    samples = [make_sample(POSES)]
-    model(**make_batch(model, _images(1), samples), mode='loss')
-    cfg = model.roi_head.train_cfg.sampler
-    assert 2 <= seen['pose'] <= cfg.num * cfg.pos_fraction
+    monkeypatch.setattr(model.roi_head, 'loss', record)
+    batch = make_batch(model, _images(1), [make_sample(POSES)])
+    model(**batch, mode='loss')
+    cfg = model.roi_head.train_cfg
+    gt = batch['data_samples'][0].gt_instances.bboxes
+    candidates = seen['proposals']
+    if cfg.sampler.add_gt_as_proposals:
+        candidates = torch.cat([gt, candidates])
+    overlapping = int((box_iou(candidates, gt).max(1).values >= cfg.assigner.pos_iou_thr).sum())
+    expected = min(overlapping, int(cfg.sampler.num * cfg.sampler.pos_fraction))
+    assert expected >= len(POSES) and seen['pose'] == expected
 
 
 def test_overfitting_one_image_lowers_loss_dof():
@@ -76,7 +91,7 @@ def test_overfitting_one_image_lowers_loss_dof():
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, 10)
         opt.step()
-        history.append(float(log_vars['loss_dof']))
+        history.append(float(log_vars['loss_dof'].detach()))
     # positives are re-sampled every step, so compare averages
     first, last = np.mean(history[:3]), np.mean(history[-10:])
     assert last < 0.2 * first, (first, last, history)

@@ -9,7 +9,7 @@ from torch import nn
 
 from img2pose_mm.engine.optimizers import bf16_optim_wrapper
 from img2pose_mm.task_modules import PoseBBoxCoder
-from img2pose_mm.utils import enable_bf16_inference
+from img2pose_mm.utils import enable_bf16_inference, fast_inference
 
 from .utils import REPO, build_model, make_batch, make_sample
 
@@ -33,7 +33,7 @@ def test_coder_ignores_autocast():
     assert (ref_boxes - out_boxes).abs().max() <= 2
 
 
-def test_bf16_train_step_and_inference():
+def test_bf16_train_step_and_inference(monkeypatch):
     torch.manual_seed(0)
     # random weights: keep every detection, and plausible pose statistics so that the
     # decoded faces lie in front of the camera
@@ -57,7 +57,10 @@ def test_bf16_train_step_and_inference():
     model.eval()
     with torch.no_grad():
         ref = model(**make_batch(model, images[:1], [make_sample(POSES)], False), mode='predict')
-        enable_bf16_inference(model)
+        # the same numbers with native or emulated bfloat16; emulated, it warns
+        monkeypatch.setattr(fast_inference, 'native_bf16', lambda device_type: False)
+        with pytest.warns(UserWarning, match='emulated and slower than float32'):
+            enable_bf16_inference(model)
         out = model(**make_batch(model, images[:1], [make_sample(POSES)], False), mode='predict')
     pred = out[0].pred_instances
     assert pred.poses.dtype == torch.float32 and pred.bboxes.dtype == torch.float32

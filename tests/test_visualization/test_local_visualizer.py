@@ -21,8 +21,10 @@ H, W = 240, 320
 
 
 @pytest.fixture
-def visualizer():
-    vis = VISUALIZERS.build(dict(type='PoseLocalVisualizer', name='test_pose_visualizer',
+def visualizer(request):
+    # one instance name per test: mmengine warns when a name is built twice
+    vis = VISUALIZERS.build(dict(type='PoseLocalVisualizer',
+                                 name=f'test_pose_visualizer_{request.node.name}',
                                  axis_thickness=3))
     vis.dataset_meta = dict(classes=('face',), palette=[(0, 255, 0)])
     return vis

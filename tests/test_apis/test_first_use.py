@@ -57,8 +57,9 @@ def test_arrays_in_bgr_order(demo_detector, tiny_checkpoint, demo_config):
                    score_threshold=0.05, channel_order='bgr',
                    cfg_options={'model.test_cfg.rpn.nms_pre': 300,
                                 'model.test_cfg.rpn.max_per_img': 60})
-    assert bgr.detect_faces(np.ascontiguousarray(image[..., ::-1])) == \
-        demo_detector.detect_faces(image)
+    faces = demo_detector.detect_faces(image)
+    assert len(faces) > 0                  # an empty list on both sides would prove nothing
+    assert bgr.detect_faces(np.ascontiguousarray(image[..., ::-1])) == faces
     with pytest.raises(ValueError, match='channel_order'):
         Img2Pose(config=demo_config, checkpoint=tiny_checkpoint[0], channel_order='hsv')
 

@@ -31,7 +31,7 @@ from mmdet.registry import DATASETS
 
 from img2pose_mm.structures import FacePoses, matrix_to_rotvec, rotvec_to_euler
 
-from .image_io import image_shape_from_header
+from .image_files import image_shape_from_header
 from .metainfo import FACE_METAINFO
 
 FRAME_PATTERN = re.compile(r'^(frame_\d+)_rgb\.(png|jpg)$')

@@ -67,7 +67,7 @@ from .face_annotations import (
     resolve_image_path,
 )
 from .face_labelling import MIN_POSE_BOX_IOU, annotate_image
-from .image_io import image_shape_from_header
+from .image_files import image_shape_from_header
 from .lmdb_record import RecordError, decode_record, read_keys, shared_readonly_env
 from .metainfo import FACE_METAINFO
 

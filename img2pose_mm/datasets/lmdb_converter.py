@@ -40,7 +40,7 @@ from .face_labelling import (
     POSE_STATUS,
     annotate_image,
 )
-from .image_io import decode_image, read_image_bytes
+from .image_files import decode_image, read_image_bytes
 from .lmdb_record import (
     FORMAT_NAME,
     KEYS_KEY,

@@ -14,7 +14,7 @@ from mmengine.logging import print_log
 from img2pose_mm.structures import LANDMARK_MISSING, FacePoses
 
 from ..face_annotations import AnnotationError
-from ..image_io import decode_image
+from ..image_files import decode_image
 
 
 def _describe(results: dict) -> str:

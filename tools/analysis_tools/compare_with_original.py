@@ -36,6 +36,12 @@ coordinate difference), score 1e-4, rotation 1e-4 rad (geodesic angle) and trans
 ``--labels JSONL`` instead runs the original's dataset labelling
 (``utils/json_loader.py`` + ``convert_json_list_to_lmdb.py``) on a JSON-lines dataset with
 img2pose_mm's packaged reference face, and ``--write-fixture`` stores its labels.
+
+``--training`` compares training instead (:mod:`tools.fidelity.training_run`): the same
+converted weights, batch and sampler draws on both sides, each loss term, every gradient
+and the parameters after ``--training-steps`` SGD steps of the original's recipe, with
+the default and the all-stock config; ``--write-fixture`` stores the original's side for
+``tests/test_models/test_training_equivalence.py``.
 """
 from __future__ import annotations
 
@@ -98,6 +104,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='exit status 2 when an image agrees less than this')
     parser.add_argument('--write-fixture', metavar='DIR',
                         help='store the original\'s outputs (numbers only) under DIR')
+    parser.add_argument('--training', action='store_true',
+                        help='compare training instead of detections: the loss terms, every '
+                             "gradient and the parameters after --training-steps SGD steps "
+                             "with the samplers' draws equalised (tools/fidelity/training.py)")
+    parser.add_argument('--training-steps', type=int, default=10,
+                        help='SGD steps of --training')
     parser.add_argument('--labels', metavar='JSONL',
                         help="run the original's dataset labelling on a JSON-lines dataset "
                              'instead of comparing detections')
@@ -116,6 +128,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return make_labels_dataset(args.make_labels_dataset)
     if args.labels:
         return run_labels(args)
+    if args.training:
+        from tools.fidelity.training_run import run_training
+        return run_training(args)
     return run_detections(args)
 
 

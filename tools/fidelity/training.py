@@ -101,7 +101,7 @@ def original_trace(net, images: List[np.ndarray], faces: List[Faces], steps: int
     h, w = images[0].shape[:2]
     net.set_max_min_size(max(h, w), min(h, w))
     net.train()
-    params = [p for p in net.parameters()]
+    params = list(net.parameters())
     optimizer = torch.optim.SGD(params, **ORIGINAL_SGD)
     inputs, targets = original_batch(images, faces)
     trace = Trace(initial=to_ours({k: p.detach().clone() for k, p in net.named_parameters()

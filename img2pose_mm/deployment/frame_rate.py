@@ -10,7 +10,8 @@ median time per frame and its frame rate.
 Random weights detect nothing a trained model would: :func:`calibrate_face_scores`
 spreads and shifts a one-stage model's face classifier so that a chosen number of
 anchors of the frame pass the score threshold, as a trained model's do on a frame with a
-few faces, so that NMS or pose voting does real work.
+few faces, so that NMS or pose voting does real work; :func:`spread_objectness` spreads
+a two-stage model's RPN scores.
 """
 from __future__ import annotations
 
@@ -81,6 +82,17 @@ def calibrate_face_scores(detector, frame: np.ndarray, candidates: int,
     return int((face_logits(detector, frame) > target).sum())
 
 
+@torch.no_grad()
+def spread_objectness(detector, seed: int = 0) -> None:
+    """Random RPN objectness weights of a two-stage PyTorch ``Img2Pose`` whose scores
+    spread like a trained RPN's (logits about -3 +- 2) instead of the default
+    initialisation's 0.5 +- 0.02, where float rounding alone reorders the top anchors."""
+    layer = detector.model.rpn_head.rpn_cls
+    layer.weight.copy_(torch.randn(layer.weight.shape,
+                                   generator=torch.Generator().manual_seed(seed)))
+    layer.bias.fill_(-4.0)
+
+
 def time_backends(runs: Dict[str, Callable[[], object]], warmup: int, repeats: int,
                   block: int = 5) -> Dict[str, List[float]]:
     """Wall times (ms) of each callable: ``warmup`` calls each, then ``repeats`` calls
@@ -119,5 +131,6 @@ def compare_faces(faces_a: List[dict], faces_b: List[dict]) -> dict:
     return compare_detections(arrays(faces_a), arrays(faces_b)).as_dict()
 
 
-__all__ = ['sample_frame', 'face_logits', 'calibrate_face_scores', 'time_backends',
+__all__ = ['sample_frame', 'face_logits', 'calibrate_face_scores', 'spread_objectness',
+           'time_backends',
            'summarise', 'compare_faces']

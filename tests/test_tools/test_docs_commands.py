@@ -187,7 +187,7 @@ def test_the_docs_quote_commands():
 def test_quoted_scripts_exist():
     missing = [c.where() for c in TOOL_COMMANDS
                if not (REPO / SCRIPT_RE.match(strip_prefix(c.tokens)[0]).group(1)).is_file()]
-    # scripts named anywhere in the docs, e.g. `tools/analysis_tools/bench_onnx.py`
+    # scripts named anywhere in the docs, e.g. `tools/analysis_tools/bench_render.py`
     for doc, line, span in SPANS:
         for token in span.split():
             m = SCRIPT_RE.match(token.rstrip(',.;:)'))

@@ -42,9 +42,11 @@ list of face dicts, with each ``--backend`` side by side in one run
 threads each, the graph exported from the same weights (or ``--onnx``). Every detection
 the model gives becomes a face (the API's threshold is the model's ``score_thr``). On
 random weights (no ``--checkpoint``) the one-stage face classifier is shifted so that
-``--candidates`` anchors of the frame pass the score threshold. Reported: the median
-time per frame and its frame rate, the faces found and how far the backends' faces are
-apart.
+``--candidates`` anchors of the frame pass the score threshold, and the two-stage RPN's
+objectness is spread like a trained RPN's (the default initialisation gives every anchor
+0.5 +- 0.02, where float rounding alone reorders the top anchors); other proposal counts
+through ``--cfg-options model.test_cfg.rpn.max_per_img=N``. Reported: the median time per
+frame and its frame rate, the faces found and how far the backends' faces are apart.
 """
 from __future__ import annotations
 
@@ -228,13 +230,19 @@ def bench_training(model, h: int, w: int, device, args) -> Dict[str, float]:
                 peak_memory_mb=peak_memory_mb(device))
 
 
-def load_bench_config(path: str, args) -> Config:
-    """The config with the benchmark's test settings (random-weight pose statistics)."""
-    cfg = Config.fromfile(path)
+def pose_statistics(cfg: Config, checkpoint: str | None) -> Config:
+    """``cfg`` with the pose coders' statistics files replaced: by the checkpoint's
+    (``None``) or, for random weights, by :data:`RANDOM_WEIGHT_STATS`."""
     for _, coder_cfg in pose_coder_cfgs(cfg.model):
         for key in ('pose_mean', 'pose_stddev'):     # statistics come from the checkpoint
             if isinstance(coder_cfg.get(key), str):
-                coder_cfg[key] = RANDOM_WEIGHT_STATS[key] if args.checkpoint is None else None
+                coder_cfg[key] = RANDOM_WEIGHT_STATS[key] if checkpoint is None else None
+    return cfg
+
+
+def load_bench_config(path: str, args) -> Config:
+    """The config with the benchmark's test settings (random-weight pose statistics)."""
+    cfg = pose_statistics(Config.fromfile(path), args.checkpoint)
     test_cfg = cfg.model.test_cfg
     if 'rpn' in test_cfg:
         test_cfg.rpn.max_per_img = args.num_proposals
@@ -286,15 +294,12 @@ def bench_fps(path: str, args) -> dict:
         calibrate_face_scores,
         compare_faces,
         sample_frame,
+        spread_objectness,
         summarise,
         time_backends,
     )
     h, w = args.img_size
-    cfg = Config.fromfile(path)
-    for _, coder_cfg in pose_coder_cfgs(cfg.model):
-        for key in ('pose_mean', 'pose_stddev'):     # statistics come from the checkpoint
-            if isinstance(coder_cfg.get(key), str):
-                coder_cfg[key] = RANDOM_WEIGHT_STATS[key] if args.checkpoint is None else None
+    cfg = pose_statistics(Config.fromfile(path), args.checkpoint)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     frame = sample_frame(h, w)
@@ -305,9 +310,11 @@ def bench_fps(path: str, args) -> dict:
         warnings.filterwarnings('ignore', message='Img2Pose without a checkpoint')
         pytorch = Img2Pose(config=cfg, checkpoint=args.checkpoint, **common)
     candidates = None
-    if args.checkpoint is None and not getattr(pytorch.model, 'with_rpn', False) \
-            and args.candidates >= 0:
-        candidates = calibrate_face_scores(pytorch, frame, args.candidates)
+    if args.checkpoint is None and args.candidates >= 0:
+        if getattr(pytorch.model, 'with_rpn', False):
+            spread_objectness(pytorch)
+        else:
+            candidates = calibrate_face_scores(pytorch, frame, args.candidates)
     result = dict(config=path, checkpoint=args.checkpoint, img_size=[h, w],
                   threads=args.threads or torch.get_num_threads(), device=args.device,
                   torch=torch.__version__, cpu=platform.processor() or platform.machine(),
@@ -374,7 +381,8 @@ def main() -> None:
                         help='--fps: where the exported graphs go')
     parser.add_argument('--candidates', type=int, default=200,
                         help='--fps, random one-stage weights: anchors of the frame above the '
-                             'score threshold (-1: the weights as initialised)')
+                             'score threshold; random two-stage weights get a spread RPN '
+                             'objectness (-1: the weights as initialised)')
     parser.add_argument('--out', help='write the numbers as JSON')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args()

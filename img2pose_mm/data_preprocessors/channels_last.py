@@ -1,8 +1,7 @@
 """mmdet's detection data preprocessor with a channels-last batch on chosen devices."""
 from __future__ import annotations
 
-import warnings
-from typing import Optional, Sequence, Tuple
+from typing import Sequence
 
 import torch
 from mmdet.models.data_preprocessors import DetDataPreprocessor
@@ -26,22 +25,12 @@ class ChannelsLastDataPreprocessor(DetDataPreprocessor):
     Args:
         fast_devices: device types that get the NHWC batch (default ``('cpu',)``;
             ``()``: never); see :func:`~img2pose_mm.utils.takes_fast_path`.
-        channels_last_devices: the former name of ``fast_devices`` (deprecated).
     """
 
     def __init__(self, *args, fast_devices: Sequence[str] = DEFAULT_FAST_DEVICES,
-                 channels_last_devices: Optional[Sequence[str]] = None, **kwargs) -> None:
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if channels_last_devices is not None:
-            warnings.warn('ChannelsLastDataPreprocessor(channels_last_devices=...) is '
-                          'deprecated: use fast_devices=...', DeprecationWarning, stacklevel=2)
-            fast_devices = channels_last_devices
         self.fast_devices = tuple(fast_devices)
-
-    @property
-    def channels_last_devices(self) -> Tuple[str, ...]:
-        """The former name of :attr:`fast_devices`."""
-        return self.fast_devices
 
     def forward(self, data: dict, training: bool = False) -> dict:
         data = super().forward(data, training)

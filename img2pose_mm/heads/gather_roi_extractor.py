@@ -21,7 +21,6 @@ place; NCHW levels are transposed into a table first.
 """
 from __future__ import annotations
 
-import warnings
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -151,19 +150,14 @@ class GatherRoIExtractor(SingleRoIExtractor):
     Args:
         fast_devices: device types that use the gather (default ``('cpu',)``; ``()``:
             never); see :func:`~img2pose_mm.utils.takes_fast_path`.
-        gather_devices: the former name of ``fast_devices`` (deprecated).
     """
 
     #: levels may come in any memory layout (see :func:`~img2pose_mm.heads.dof_roi_head.float32_features`)
     handles_channels_last = True
 
     def __init__(self, *args, fast_devices: Sequence[str] = DEFAULT_FAST_DEVICES,
-                 gather_devices: Optional[Sequence[str]] = None, **kwargs) -> None:
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if gather_devices is not None:
-            warnings.warn('GatherRoIExtractor(gather_devices=...) is deprecated: use '
-                          'fast_devices=...', DeprecationWarning, stacklevel=2)
-            fast_devices = gather_devices
         self.fast_devices = tuple(fast_devices)
         layer = self.roi_layers[0]
         self._gather_args = None
@@ -178,11 +172,6 @@ class GatherRoIExtractor(SingleRoIExtractor):
         return self._gather_args is not None and takes_fast_path(
             feats[0], self.fast_devices, 'GatherRoIExtractor', dtypes=(torch.float32, ),
             autocast_dtypes=None)
-
-    @property
-    def gather_devices(self) -> Tuple[str, ...]:
-        """The former name of :attr:`fast_devices`."""
-        return self.fast_devices
 
     def forward(self, feats: Tuple[Tensor], rois: Tensor,
                 roi_scale_factor: Optional[float] = None) -> Tensor:

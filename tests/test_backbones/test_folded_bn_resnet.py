@@ -104,6 +104,3 @@ def test_channels_last_preprocessor_at_test_time_only():
     assert pre(data, True)['inputs'].is_contiguous()
     off = MODELS.build(dict(type='ChannelsLastDataPreprocessor', fast_devices=()))
     assert off(data, False)['inputs'].is_contiguous()
-    with pytest.warns(DeprecationWarning, match='fast_devices'):     # the former name
-        old = MODELS.build(dict(type='ChannelsLastDataPreprocessor', channels_last_devices=()))
-    assert old.fast_devices == old.channels_last_devices == ()

@@ -60,8 +60,6 @@ def test_extractor_equals_single_roi_extractor(channels_last):
     rois = random_rois(40, 128, 192)
     single, gather = build('SingleRoIExtractor'), build('GatherRoIExtractor')
     fallback = build('GatherRoIExtractor', fast_devices=())
-    with pytest.warns(DeprecationWarning, match='fast_devices'):     # the former name
-        assert build('GatherRoIExtractor', gather_devices=()).fast_devices == ()
     assert gather.uses_gather(feats) and not fallback.uses_gather(feats)
     ref_feats = [f.detach().contiguous().requires_grad_() for f in feats]
     ref = single(ref_feats, rois)

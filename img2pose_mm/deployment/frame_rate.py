@@ -117,18 +117,19 @@ def summarise(times_ms: Sequence[float]) -> dict:
                 p90_ms=float(np.percentile(times_ms, 90)), runs_ms=list(times_ms))
 
 
+def face_arrays(faces: List[dict]) -> Dict[str, np.ndarray]:
+    """The boxes ``(N, 4)``, confidences ``(N,)`` and poses ``(N, 6)`` of a face list."""
+    return dict(boxes=np.asarray([f['box'] for f in faces], np.float64).reshape(-1, 4),
+                scores=np.asarray([f['confidence'] for f in faces], np.float64),
+                poses=np.asarray([f['pose'] for f in faces], np.float64).reshape(-1, 6))
+
+
 def compare_faces(faces_a: List[dict], faces_b: List[dict]) -> dict:
     """How far two face lists of one frame are apart
-    (:func:`~img2pose_mm.deployment.compare_detections` of their boxes, confidences and
-    poses)."""
+    (:func:`~img2pose_mm.deployment.compare_detections` of their :func:`face_arrays`)."""
     from .comparison import compare_detections
 
-    def arrays(faces):
-        return dict(boxes=np.asarray([f['box'] for f in faces], np.float64).reshape(-1, 4),
-                    scores=np.asarray([f['confidence'] for f in faces], np.float64),
-                    poses=np.asarray([f['pose'] for f in faces], np.float64).reshape(-1, 6))
-
-    return compare_detections(arrays(faces_a), arrays(faces_b)).as_dict()
+    return compare_detections(face_arrays(faces_a), face_arrays(faces_b)).as_dict()
 
 
 __all__ = ['sample_frame', 'face_logits', 'calibrate_face_scores', 'spread_objectness',

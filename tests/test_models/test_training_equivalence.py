@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from tools.fidelity.training import CONFIGS, build_ours, ours_trace, seeded_converted
+from tools.fidelity.inputs import seeded_converted
+from tools.fidelity.training import CONFIGS, build_ours, ours_trace
 from tools.fidelity.training_report import (
     compare_to_fixture,
     fixture_picks,

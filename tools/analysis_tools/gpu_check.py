@@ -49,7 +49,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -277,25 +276,13 @@ def check_fidelity(ctx: Context) -> Result:
     if str(REPO) not in sys.path:                  # tools.fidelity, from a script run
         sys.path.insert(0, str(REPO))
     from img2pose_mm.apis import Img2Pose
-    from img2pose_mm.structures.reference_face import DEFAULT_5, DEFAULT_68
-    from tools.fidelity import (
-        SEEDED_POSE_MEAN,
-        SEEDED_POSE_STDDEV,
-        native_size_pipeline,
-        sample_photos,
-        save_original_checkpoint,
-    )
+    from img2pose_mm.deployment.frame_rate import face_arrays
+    from tools.fidelity import native_size_pipeline, sample_photos
     from tools.fidelity.compare import match_detections
-    converter = load_tool('tools/model_converters/img2pose_to_mmdet.py', 'gpu_check_converter')
+    from tools.fidelity.inputs import seeded_converted
     folder = ctx.scratch / 'fidelity'
     folder.mkdir(exist_ok=True)
-    src = save_original_checkpoint(str(folder / 'img2pose_seeded.pth'), 0, module_prefix=True)
-    np.save(folder / 'mean.npy', SEEDED_POSE_MEAN)
-    np.save(folder / 'std.npy', SEEDED_POSE_STDDEV)
-    ckpt = folder / 'converted.pth'
-    converter.convert(src, str(ckpt), pose_mean=str(folder / 'mean.npy'),
-                      pose_stddev=str(folder / 'std.npy'), reference_points=str(DEFAULT_68),
-                      reference_points_5=str(DEFAULT_5))
+    ckpt, _ = seeded_converted(folder, 0)
     options = {'test_dataloader.dataset.pipeline': native_size_pipeline(),
                'model.test_cfg.rpn.max_per_img': 300 if ctx.quick else 1000}
     photos = sample_photos(['astronaut'] if ctx.quick else ['astronaut', 'coffee'])
@@ -309,13 +296,8 @@ def check_fidelity(ctx: Context) -> Result:
     details, ok = [], True
     with no_tf32():
         for name, image in photos:
-            dets = []
-            for detector in (reference, ours):
-                faces = detector.detect_faces(image)
-                dets.append(dict(boxes=np.array([f['box'] for f in faces]).reshape(-1, 4),
-                                 scores=np.array([f['confidence'] for f in faces]),
-                                 poses=np.array([f['pose'] for f in faces]).reshape(-1, 6)))
-            match = match_detections(*dets)
+            match = match_detections(*(face_arrays(detector.detect_faces(image))
+                                       for detector in (reference, ours)))
             ok &= match['num_ref'] > 0 and match['share_within'] >= 0.99
             details.append(f'{name} {match["num_within"]}/{match["num_ref"]} '
                            f'(device: {match["num_ours"]})')

@@ -8,6 +8,7 @@ from types import ModuleType
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 
 from .original_layout import (
     SAMPLE_PHOTOS,
@@ -78,11 +79,9 @@ def load_images(paths: Optional[Sequence[str]],
     return images
 
 
-
 def converted_weights(args, workdir: Path) -> Tuple[Dict[str, object], str, Dict]:
     """:func:`resolve_weights`, the checkpoint converted for img2pose_mm (its path) and the
     original's state dict (``fpn_model``)."""
-    import torch
     weights = resolve_weights(args, workdir)
     files = weights['files']
     converted = str(workdir / 'converted.pth')
@@ -94,6 +93,23 @@ def converted_weights(args, workdir: Path) -> Tuple[Dict[str, object], str, Dict
     state = torch.load(files['checkpoint'], map_location='cpu', weights_only=True)
     state = state['fpn_model'] if 'fpn_model' in state else state
     return weights, converted, state
+
+
+def seeded_converted(workdir: Path, seed: int = 0, rotation_method: str = 'svd'
+                     ) -> Tuple[str, Dict[str, torch.Tensor]]:
+    """Seeded original-layout weights converted for img2pose_mm (packaged face, seeded
+    pose statistics): the converted checkpoint's path and the original state dict."""
+    from img2pose_mm.structures.reference_face import DEFAULT_5, DEFAULT_68
+
+    src = save_original_checkpoint(str(workdir / f'seed{seed}.pth'), seed, module_prefix=True)
+    np.save(workdir / 'mean.npy', SEEDED_POSE_MEAN)
+    np.save(workdir / 'std.npy', SEEDED_POSE_STDDEV)
+    dst = str(workdir / f'seed{seed}_mmdet.pth')
+    load_converter().convert(src, dst, pose_mean=str(workdir / 'mean.npy'),
+                             pose_stddev=str(workdir / 'std.npy'), reference_points=str(DEFAULT_68),
+                             reference_points_5=str(DEFAULT_5), rotation_method=rotation_method)
+    state = torch.load(src, map_location='cpu', weights_only=True)['fpn_model']
+    return dst, state
 
 
 def run_images(args) -> List[Tuple[str, np.ndarray]]:

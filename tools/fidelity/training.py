@@ -64,24 +64,6 @@ def training_inputs(names: Sequence[str] = TRAINING_PHOTOS, size: Tuple[int, int
     return images, faces
 
 
-def seeded_converted(workdir: Path, seed: int = 0, rotation_method: str = 'svd'
-                     ) -> Tuple[str, Dict[str, torch.Tensor]]:
-    """Seeded original-layout weights converted for img2pose_mm (packaged face, seeded
-    pose statistics): the converted checkpoint's path and the original state dict."""
-    from img2pose_mm.structures.reference_face import DEFAULT_5, DEFAULT_68
-
-    from .original_layout import SEEDED_POSE_MEAN, SEEDED_POSE_STDDEV, save_original_checkpoint
-    src = save_original_checkpoint(str(workdir / f'seed{seed}.pth'), seed, module_prefix=True)
-    np.save(workdir / 'mean.npy', SEEDED_POSE_MEAN)
-    np.save(workdir / 'std.npy', SEEDED_POSE_STDDEV)
-    dst = str(workdir / f'seed{seed}_mmdet.pth')
-    load_converter().convert(src, dst, pose_mean=str(workdir / 'mean.npy'),
-                             pose_stddev=str(workdir / 'std.npy'), reference_points=str(DEFAULT_68),
-                             reference_points_5=str(DEFAULT_5), rotation_method=rotation_method)
-    state = torch.load(src, map_location='cpu', weights_only=True)['fpn_model']
-    return dst, state
-
-
 def to_ours(named: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """Original names and layouts -> img2pose_mm's (the converter's rules)."""
     map_key = load_converter().map_key

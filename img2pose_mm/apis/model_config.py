@@ -68,6 +68,17 @@ def checkpoint_meta(path: str) -> dict:
     return dict(meta) if isinstance(meta, dict) else {}
 
 
+def read_config(config: Union[str, os.PathLike, Config]) -> Config:
+    """A copy of ``config``: an mmengine ``Config`` or the path of a config file."""
+    if isinstance(config, Config):
+        return copy.deepcopy(config)
+    if isinstance(config, (str, os.PathLike)):
+        if not os.path.isfile(config):
+            raise FileNotFoundError(f'config file not found: {os.fspath(config)}')
+        return Config.fromfile(os.fspath(config))
+    raise TypeError(f'config must be a path or an mmengine Config, got {type(config).__name__}')
+
+
 def load_config(config: Union[str, os.PathLike, Config, None], checkpoint: Optional[str],
                 cfg_options: Optional[dict] = None) -> Config:
     """The config :class:`Img2Pose` builds its model from (see the module docstring)."""
@@ -77,15 +88,8 @@ def load_config(config: Union[str, os.PathLike, Config, None], checkpoint: Optio
             cfg = Config.fromstring(meta['cfg'], file_format='.py')
         else:
             cfg = Config.fromfile(str(default_config_path()))
-    elif isinstance(config, (str, os.PathLike)):
-        if not os.path.isfile(config):
-            raise FileNotFoundError(f'config file not found: {os.fspath(config)}')
-        cfg = Config.fromfile(os.fspath(config))
-    elif isinstance(config, Config):
-        cfg = copy.deepcopy(config)
     else:
-        raise TypeError(f'config must be a path or an mmengine Config, got '
-                        f'{type(config).__name__}')
+        cfg = read_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     missing = drop_missing_files(cfg.model)
@@ -222,5 +226,5 @@ def build_inference_pipeline(cfg: Config, min_size: Optional[int] = None,
     return result
 
 
-__all__ = ['default_config_path', 'resolve_device', 'checkpoint_meta', 'load_config',
+__all__ = ['default_config_path', 'resolve_device', 'checkpoint_meta', 'read_config', 'load_config',
            'pose_coder_cfgs', 'drop_missing_files', 'lower_score_thr', 'build_inference_pipeline']

@@ -23,6 +23,8 @@ from mmengine.config import Config
 
 from img2pose_mm.structures import FaceModel
 
+from .model_config import read_config
+
 #: What every img2pose graph takes and gives: ``name -> (ONNX type, rank)``.
 GRAPH_INPUTS = {'image': ('tensor(uint8)', 4)}
 GRAPH_OUTPUTS = {'boxes': ('tensor(float)', 2), 'scores': ('tensor(float)', 1),
@@ -213,15 +215,8 @@ def load_onnx_detector(onnx_file: Union[str, os.PathLike, None],
             raise ValueError(f'{detector.onnx_file} carries no config: pass config=<the '
                              'config it was exported from> (its test pipeline resizes images)')
         cfg = copy.deepcopy(detector.cfg)
-    elif isinstance(config, Config):
-        cfg = copy.deepcopy(config)
-    elif isinstance(config, (str, os.PathLike)):
-        if not os.path.isfile(config):
-            raise FileNotFoundError(f'config file not found: {os.fspath(config)}')
-        cfg = Config.fromfile(os.fspath(config))
     else:
-        raise TypeError(f'config must be a path or an mmengine Config, got '
-                        f'{type(config).__name__}')
+        cfg = read_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     detector.check_config(cfg, score_threshold)

@@ -55,7 +55,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from tools.fidelity.detections import run_detections  # noqa: E402
-from tools.fidelity.labels import make_labels_dataset, run_labels  # noqa: E402
+from tools.fidelity.label_fixture import make_label_dataset  # noqa: E402
+from tools.fidelity.labels import run_labels  # noqa: E402
 from tools.fidelity.original_layout import SAMPLE_PHOTOS  # noqa: E402
 
 
@@ -125,7 +126,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     if args.make_labels_dataset:
-        return make_labels_dataset(args.make_labels_dataset)
+        print(f'wrote {make_label_dataset(args.make_labels_dataset)}')
+        return 0
     if args.labels:
         return run_labels(args)
     if args.training:

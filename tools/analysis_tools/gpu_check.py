@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import math
 import os
@@ -63,15 +62,8 @@ STOCK_OPTIONS = {f'model.{part}.fast_devices': [] for part in (
 CHECKS = ('paths two-stage', 'paths one-stage', 'train', 'train dist', 'amp fp16', 'amp bf16',
           'fidelity', 'inference')
 
-def load_tool(relpath: str, name: str):
-    """A module of tools/ (not a package) by path."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / relpath)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module          # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+if str(REPO) not in sys.path:                      # tools.*, from a script run
+    sys.path.insert(0, str(REPO))
 
 
 class Context:
@@ -82,7 +74,6 @@ class Context:
         self.device = torch.device(args.device)
         self.scratch = scratch
         self.quick = args.quick
-        self._bench = None
         self._tiny_config: Optional[Path] = None
 
     @property
@@ -91,9 +82,8 @@ class Context:
 
     @property
     def bench(self):
-        if self._bench is None:
-            self._bench = load_tool('tools/analysis_tools/benchmark.py', 'gpu_check_benchmark')
-        return self._bench
+        from tools.analysis_tools import benchmark
+        return benchmark
 
     def model(self, path: Path):
         """The config's model on the device with random weights and pose statistics."""
@@ -120,9 +110,9 @@ class Context:
     def tiny_config(self) -> Path:
         """img2pose_r18.py on a tiny synthetic LMDB (made once; the tools' tests' setup)."""
         if self._tiny_config is None:
-            tiny = load_tool('tools/analysis_tools/tiny_config.py', 'gpu_check_tiny_config')
-            data = tiny.make_tiny_data(self.scratch / 'tiny_data', 4 if self.quick else 8, 2)
-            self._tiny_config = tiny.write_tiny_config(
+            from tools.analysis_tools.tiny_config import make_tiny_data, write_tiny_config
+            data = make_tiny_data(self.scratch / 'tiny_data', 4 if self.quick else 8, 2)
+            self._tiny_config = write_tiny_config(
                 data, self.scratch / 'tiny_img2pose_r18.py', base=TWO_STAGE)
         return self._tiny_config
 
@@ -273,8 +263,6 @@ def no_tf32():
 
 def check_fidelity(ctx: Context) -> Result:
     """A converted checkpoint's detections on the device against the CPU's."""
-    if str(REPO) not in sys.path:                  # tools.fidelity, from a script run
-        sys.path.insert(0, str(REPO))
     from img2pose_mm.apis import Img2Pose
     from img2pose_mm.deployment.frame_rate import face_arrays
     from tools.fidelity import native_size_pipeline, sample_photos

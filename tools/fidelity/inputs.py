@@ -1,7 +1,6 @@
 """The inputs of a comparison: the original's weights and files, their conversion, images."""
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 from types import ModuleType
@@ -19,16 +18,11 @@ from .original_layout import (
     save_original_checkpoint,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def load_converter() -> ModuleType:
     """``tools/model_converters/img2pose_to_mmdet.py`` as a module."""
-    path = REPO / 'tools' / 'model_converters' / 'img2pose_to_mmdet.py'
-    spec = importlib.util.spec_from_file_location('img2pose_to_mmdet', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from tools.model_converters import img2pose_to_mmdet
+    return img2pose_to_mmdet
 
 
 def resolve_weights(args, workdir: Path) -> Dict[str, object]:

@@ -119,9 +119,3 @@ def run_labels(args) -> int:
         path = write_labels_fixture(Path(args.write_fixture), names, result, settings)
         print(f'wrote {path} ({path.stat().st_size / 1024:.0f} KiB)')
     return 0
-
-
-def make_labels_dataset(out_dir: str) -> int:
-    from .label_fixture import make_label_dataset
-    print(f'wrote {make_label_dataset(out_dir)}')
-    return 0

@@ -37,7 +37,6 @@ from img2pose_mm.structures import (
 )
 
 Face = Dict[str, Any]
-LANDMARK_CHOICES = (None, 68)
 #: The order of the keys of ``face['euler']``.
 EULER_KEYS = ('yaw', 'pitch', 'roll')
 

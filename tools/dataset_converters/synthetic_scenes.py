@@ -24,7 +24,6 @@ from img2pose_mm.structures import (
 )
 from img2pose_mm.visualization.draw import NEAR_PLANE, pose_face_map, render_pose_meshes
 
-SPLITS = ('train', 'val')
 SPLIT_IDS = {'train': 0, 'val': 1}
 # scikit-image's bundled photos without human faces (astronaut, camera and the LFW
 # subset show real, unlabelled faces and are left out).

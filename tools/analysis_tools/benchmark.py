@@ -230,7 +230,7 @@ def bench_training(model, h: int, w: int, device, args) -> Dict[str, float]:
                 peak_memory_mb=peak_memory_mb(device))
 
 
-def pose_statistics(cfg: Config, checkpoint: str | None) -> Config:
+def set_pose_statistics(cfg: Config, checkpoint: str | None) -> Config:
     """``cfg`` with the pose coders' statistics files replaced: by the checkpoint's
     (``None``) or, for random weights, by :data:`RANDOM_WEIGHT_STATS`."""
     for _, coder_cfg in pose_coder_cfgs(cfg.model):
@@ -242,7 +242,7 @@ def pose_statistics(cfg: Config, checkpoint: str | None) -> Config:
 
 def load_bench_config(path: str, args) -> Config:
     """The config with the benchmark's test settings (random-weight pose statistics)."""
-    cfg = pose_statistics(Config.fromfile(path), args.checkpoint)
+    cfg = set_pose_statistics(Config.fromfile(path), args.checkpoint)
     test_cfg = cfg.model.test_cfg
     if 'rpn' in test_cfg:
         test_cfg.rpn.max_per_img = args.num_proposals
@@ -299,7 +299,7 @@ def bench_fps(path: str, args) -> dict:
         time_backends,
     )
     h, w = args.img_size
-    cfg = pose_statistics(Config.fromfile(path), args.checkpoint)
+    cfg = set_pose_statistics(Config.fromfile(path), args.checkpoint)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     frame = sample_frame(h, w)

@@ -157,3 +157,22 @@ def test_rpn_head_loss_gradients_equal_rpnhead(count_backwards):
         ours(tuple(f.float().requires_grad_() for f in feats))
         assert not ours._sparse_backward_applies(feats[0].float().requires_grad_())
     assert count_backwards == dict(sparse=2, dense=0)
+
+
+def test_input_gradient_is_the_same_run_to_run_on_two_threads():
+    """Overlapping patches add into the same input pixels: the sums come out bitwise equal
+    on every run (a thread-timing order of the duplicates' adds would not)."""
+    conv, heads = branch(channels=64)
+    conv, heads = conv.float(), tuple(h.float() for h in heads)
+    x = torch.randn(4, 64, 64, 64, requires_grad=True)
+    # 5% of the positions: the sparse backward (below DENSE_FRACTION)
+    score_grad, box_grad = (g.float() for g in sparse_grads(x.shape, 0.05))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runs = [forward_backward(lambda x: conv_relu_pointwise(x, conv, heads),
+                                 (conv, ) + heads, x, (score_grad, box_grad))[1].clone()
+                for _ in range(8)]
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(runs[0], r) for r in runs[1:])

@@ -101,6 +101,9 @@ def check_two_stage_exportable(detector: nn.Module) -> None:
     _require(isinstance(rpn, RPNHead), f'the RPN must be an RPNHead, got {type(rpn).__name__}')
     _nms_threshold(detector.test_cfg.rpn, 'test_cfg.rpn')
     _nms_threshold(detector.test_cfg.rcnn, 'test_cfg.rcnn')
+    _require(not detector.test_cfg.rcnn.get('pose_refine_steps', 0),
+             'the graph has no pose refinement: export with '
+             '--cfg-options model.test_cfg.rcnn.pose_refine_steps=0')
 
 
 def preprocess_image(data_preprocessor: nn.Module, image: Tensor) -> Tensor:

@@ -13,13 +13,13 @@ from img2pose_mm.heads.pose_targets import PoseSamplingWrapper
 from ..test_models.utils import MODEL_CFG, REPO
 
 
-def roi_head(cfg_path=MODEL_CFG):
+def roi_head(cfg_path=MODEL_CFG, **coder_cfg):
     cfg = Config.fromfile(str(cfg_path))
     head_cfg = cfg.model.roi_head
     head_cfg.update(train_cfg=cfg.model.train_cfg.rcnn, test_cfg=cfg.model.test_cfg.rcnn)
     heads = head_cfg.bbox_head if isinstance(head_cfg.bbox_head, list) else [head_cfg.bbox_head]
     for bbox_head in heads:          # no statistics files needed here
-        bbox_head.bbox_coder.update(pose_mean=None, pose_stddev=None)
+        bbox_head.bbox_coder.update({**dict(pose_mean=None, pose_stddev=None), **coder_cfg})
     return MODELS.build(head_cfg)
 
 
@@ -66,3 +66,42 @@ def test_predict_for_boxes_gives_one_result_per_box_in_order():
             detected, = head.predict_bbox(feats, [meta], [InstanceData(bboxes=boxes)],
                                           head.test_cfg)
         assert len(detected) < len(boxes) and head.test_cfg.get('keep_all_rois') is None
+
+
+def test_pose_refinement_reads_the_rois_of_the_projected_boxes():
+    """``pose_refine_steps=n``: the same detections and scores as without, each pose read
+    again from the RoI of the box the previous pose projects to (n times); in the original
+    image's frame with ``rescale``."""
+    torch.manual_seed(0)
+    # box-local poses about 1.5 box sizes away: the projected boxes stay inside the image
+    head = roi_head(pose_mean=[0., 0., 0., 0., 0., 1.5],
+                    pose_stddev=[0.2, 0.2, 0.2, 0.2, 0.2, 0.2]).eval()
+    feats = tuple(torch.randn(1, 256, 128 // s, 128 // s) for s in (4, 8, 16, 32, 64))
+    meta = dict(img_shape=(128, 128), ori_shape=(256, 256), scale_factor=(0.5, 0.5))
+    proposals = InstanceData(bboxes=torch.tensor(
+        [[10., 12., 60., 70.], [70., 40., 120., 100.], [30., 30., 90., 95.]]))
+    # random weights give overlapping boxes: an NMS that keeps them all
+    cfg = ConfigDict(score_thr=0.05, nms=dict(type='nms', iou_threshold=1.0), max_per_img=-1)
+    sample = DetDataSample(metainfo=meta)
+    with torch.no_grad():
+        plain, = head.predict_bbox(feats, [meta], [proposals], cfg, rescale=False)
+        expected = plain
+        for _ in range(2):
+            expected, = head.predict_for_boxes(feats, [InstanceData(bboxes=expected.bboxes)],
+                                               [sample], rescale=False)
+        refined, = head.predict_bbox(feats, [meta], [proposals],
+                                     ConfigDict(cfg, pose_refine_steps=2), rescale=False)
+        rescaled, = head.predict_bbox(feats, [meta], [proposals],
+                                      ConfigDict(cfg, pose_refine_steps=2), rescale=True)
+    assert len(plain) == 3 and len(refined) == len(plain)
+    torch.testing.assert_close(refined.scores, plain.scores)
+    torch.testing.assert_close(refined.labels, plain.labels)
+    assert not torch.allclose(refined.poses, plain.poses)
+    torch.testing.assert_close(refined.poses, expected.poses)
+    torch.testing.assert_close(refined.bboxes, expected.bboxes)
+    # rescale: boxes scale by 2 (the inverse of scale_factor); the camera of the original
+    # image (focal w + h) doubles with it, so rotations and depths stay and tx, ty follow
+    # the principal point
+    torch.testing.assert_close(rescaled.bboxes, refined.bboxes * 2)
+    torch.testing.assert_close(rescaled.poses[:, :3], refined.poses[:, :3])
+    torch.testing.assert_close(rescaled.poses[:, 5], refined.poses[:, 5])

@@ -160,5 +160,7 @@ def test_exported_graph_folds_with_slices():
     for size in ((32, 48), (64, 96)):
         x = pyramid(ref.in_channels, size=size, batch=1)
         with torch.no_grad():
+            # the folded kernels sum the same products in another order: float32
+            # rounding, about 1e-5 at outputs of order 1 (1.05e-5 seen with one thread)
             for a, b in zip(ref(x), program.module()(*x)):
-                torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+                torch.testing.assert_close(b, a, rtol=1e-5, atol=3e-5)

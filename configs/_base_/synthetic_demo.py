@@ -30,6 +30,27 @@ test_pipeline = [
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
                     'instances')),
 ]
+# test-time augmentation (`tools/test.py --tta`; the demo reports the single pass and
+# this): each image at two scales, each with and without a horizontal flip; the merge
+# un-flips boxes and poses and votes (IoU 0.6, poses by weighted quaternion mean)
+tta_model = dict(
+    type='PoseDetTTAModel',
+    tta_cfg=dict(iou_thr=0.6, score_mode='vote', offset=1, max_per_img=-1))
+tta_pipeline = [
+    dict(type='LoadFacePoseImage'),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [dict(type='PoseResize', scale=(400, 256), keep_ratio=True),
+             dict(type='PoseResize', scale=(500, 320), keep_ratio=True)],
+            [dict(type='PoseRandomFlip', prob=0.0),
+             dict(type='PoseRandomFlip', prob=1.0, direction='horizontal')],
+            [dict(type='LoadFacePoseAnnotations')],
+            [dict(type='PackFacePoseInputs',
+                  meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
+                             'flip', 'flip_direction', 'instances'))],
+        ])
+]
 train_dataloader = dict(batch_size=4, num_workers=2, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(batch_size=4, num_workers=2, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader

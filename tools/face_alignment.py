@@ -149,21 +149,13 @@ def output_paths(image: Path, root: Path, out_dir: Path, num: int, single: bool,
 
 
 def write_image_atomic(path: Path, image_rgb: np.ndarray) -> None:
-    """Encode (by extension) and write through a temporary file + ``os.replace``."""
+    """Encode (by extension) and write atomically (:func:`~img2pose_mm.utils.atomic_write`)."""
     from img2pose_mm.apis import require_cv2
-    cv2 = require_cv2()
-    ok, buf = cv2.imencode(path.suffix, np.ascontiguousarray(image_rgb[..., ::-1]))
+    from img2pose_mm.utils import atomic_write
+    ok, buf = require_cv2().imencode(path.suffix, np.ascontiguousarray(image_rgb[..., ::-1]))
     if not ok:
         raise ValueError(f'cannot encode an image as {path.suffix}')
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    try:
-        with open(tmp, 'wb') as f:
-            f.write(buf.tobytes())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, buf.tobytes())
 
 
 def crop_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -181,22 +173,12 @@ def face_record(face: dict, matrix: np.ndarray, source: Path) -> dict:
     return record
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text through a temporary file + ``os.replace``."""
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def run(args: argparse.Namespace) -> Dict[str, object]:
     """Align every input; returns the summary (also printed)."""
     import json
 
     from img2pose_mm.apis import Img2Pose, align_faces, load_image, require_cv2
+    from img2pose_mm.utils import atomic_write
     from img2pose_mm.visualization import draw_landmarks
     require_cv2()
     files, root = collect_inputs(args.images)
@@ -229,8 +211,8 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
                                           color=(255, 80, 200))
                 write_image_atomic(target, crop)
                 if args.json:
-                    write_text_atomic(target.with_suffix('.json'),
-                                      json.dumps(face_record(face, matrix, path), indent=1))
+                    atomic_write(target.with_suffix('.json'),
+                                 json.dumps(face_record(face, matrix, path), indent=1).encode())
             summary['processed'] += 1
             summary['faces'] += len(crops)
             summary['no_face'] += int(len(crops) == 0)

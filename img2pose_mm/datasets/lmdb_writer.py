@@ -2,7 +2,7 @@
 back from the records, the pose statistics files and the conversion summary."""
 from __future__ import annotations
 
-import os
+import io
 import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from img2pose_mm.structures import FacePoses
+from img2pose_mm.utils import atomic_write
 
 from .face_labelling import BOX_PROBLEMS, POSE_STATUS
 from .lmdb_record import decode_record, is_meta_key
@@ -102,20 +103,14 @@ def pose_statistics(local_poses: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return local_poses.mean(0), local_poses.std(0)
 
 
-def save_array_atomic(path: str, array: np.ndarray) -> None:
-    """``np.save`` through a temporary file renamed into place."""
-    tmp = f'{path}.tmp{os.getpid()}.npy'
-    np.save(tmp, array)
-    os.replace(tmp, path)
-
-
 def save_statistics(summary: Dict[str, Any], out_dir: str, name: str, mean: np.ndarray,
                     std: np.ndarray) -> None:
     """Write ``<name>_pose_mean.npy`` / ``<name>_pose_stddev.npy``; note them in ``summary``."""
-    summary['pose_mean'] = osp.join(out_dir, f'{name}_pose_mean.npy')
-    summary['pose_stddev'] = osp.join(out_dir, f'{name}_pose_stddev.npy')
-    save_array_atomic(summary['pose_mean'], mean)
-    save_array_atomic(summary['pose_stddev'], std)
+    for key, array in (('pose_mean', mean), ('pose_stddev', std)):
+        summary[key] = osp.join(out_dir, f'{name}_{key}.npy')
+        buf = io.BytesIO()
+        np.save(buf, array)
+        atomic_write(summary[key], buf.getvalue())
 
 
 def make_summary(final: str, keys: Sequence[str], reused: int, stats: Dict[str, Any],
@@ -163,5 +158,5 @@ def format_conversion_summary(summary: Dict[str, Any], json_path: str = '',
     return '\n'.join(lines)
 
 
-__all__ = ['LMDBWriter', 'collect_statistics', 'pose_statistics', 'save_array_atomic',
-           'save_statistics', 'make_summary', 'format_conversion_summary']
+__all__ = ['LMDBWriter', 'collect_statistics', 'pose_statistics', 'save_statistics',
+           'make_summary', 'format_conversion_summary']

@@ -49,6 +49,7 @@ import cv2
 import torch
 
 from img2pose_mm.datasets.lmdb_converter import convert as convert_json_list
+from img2pose_mm.utils import atomic_write
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from synthetic_scenes import SPLIT_IDS, SynthParams, encode_image, generate_sample  # noqa: E402
@@ -72,15 +73,6 @@ def torch_threads(num: int) -> Iterator[None]:
 # --------------------------------------------------------------------------
 # files
 # --------------------------------------------------------------------------
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    with open(tmp, 'wb') as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def image_relpath(split: str, index: int, params: SynthParams) -> str:
     return f'images/{split}/{index:06d}.{params.ext}'
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -43,6 +42,7 @@ import numpy as np
 from scipy.interpolate import RBFInterpolator
 
 from img2pose_mm.structures.reference_face import IBUG_68_MIRROR_PAIRS, five_from_68
+from img2pose_mm.utils import atomic_write
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / 'img2pose_mm' / 'structures' / 'data'
@@ -192,14 +192,10 @@ def build(files: dict[str, bytes]) -> dict[str, np.ndarray]:
 
 def save(arrays: dict[str, np.ndarray], out_dir: Path) -> None:
     """Write the three files atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-
     def write(name: str, writer) -> None:
         buf = io.BytesIO()
         writer(buf)
-        tmp = out_dir / (name + '.tmp')
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, out_dir / name)
+        atomic_write(out_dir / name, buf.getvalue())
 
     write('reference_face_68.npy', lambda f: np.save(f, arrays['points68']))
     write('reference_face_5.npy', lambda f: np.save(f, arrays['points5']))

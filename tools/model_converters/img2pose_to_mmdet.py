@@ -23,10 +23,10 @@ method) travel in the checkpoint, and so does the config that tests it. Example:
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
 import sys
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -249,16 +249,10 @@ def convert(src: str, dst: str, config: Optional[str] = str(DEFAULT_CONFIG),
                                 reference_points_5=reference_points_5),
                 pose_mean_path=pose_mean and os.path.abspath(pose_mean),
                 pose_stddev_path=pose_stddev and os.path.abspath(pose_stddev))
-    out_dir = os.path.dirname(os.path.abspath(dst))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix='.part')
-    os.close(fd)
-    try:
-        torch.save(dict(state_dict=state, meta=meta), tmp)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    from img2pose_mm.utils import atomic_write
+    buf = io.BytesIO()
+    torch.save(dict(state_dict=state, meta=meta), buf)
+    atomic_write(dst, buf.getvalue())
     return notes
 
 

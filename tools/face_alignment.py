@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     import json
 
     from img2pose_mm.apis import Img2Pose, align_faces, load_image, require_cv2
-    from img2pose_mm.utils import atomic_write
+    from img2pose_mm.utils import atomic_write, with_progress
     from img2pose_mm.visualization import draw_landmarks
     require_cv2()
     files, root = collect_inputs(args.images)
@@ -192,11 +192,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
                         landmarks=68 if with_landmarks else None)
     summary: Dict[str, object] = dict(images=len(files), processed=0, faces=0, no_face=0,
                                       failures=0, failed=[])
-    bar = None
-    if not args.no_progress:
-        from mmengine.utils import ProgressBar
-        bar = ProgressBar(len(files))
-    for path in files:
+    for path in with_progress(files, len(files), not args.no_progress):
         try:
             image = load_image(path)
             faces = order_faces(detector.detect_faces(image), image.shape[:2], args.order,
@@ -220,10 +216,6 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
             summary['failures'] += 1
             summary['failed'].append((str(path), str(err)))
             print(f'\nskipped {path}: {err}', file=sys.stderr, flush=True)
-        if bar is not None:
-            bar.update()
-    if bar is not None:
-        print(flush=True)
     print(f"images: {summary['images']}  processed: {summary['processed']}  "
           f"faces written: {summary['faces']}  images without a face: {summary['no_face']}  "
           f"failures: {summary['failures']}  -> {out_dir}", flush=True)

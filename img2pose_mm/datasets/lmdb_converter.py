@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from img2pose_mm.structures import FaceModel, FaceModelLike, FacePoses
+from img2pose_mm.utils import with_progress
 
 from .face_annotations import (
     AnnotationError,
@@ -247,13 +248,9 @@ def _write_records(writer: LMDBWriter, json_path: str, build: Callable[[int, str
     """
     done = set(writer.record_keys())
     total = sum(1 for _ in iter_json_list(json_path))
-    bar = None
-    if progress and total:
-        from mmengine.utils import ProgressBar
-        bar = ProgressBar(total, file=sys.stderr)
     skipped: List[Tuple[int, str]] = []
     reused = 0
-    for line_no, text in iter_json_list(json_path):
+    for line_no, text in with_progress(iter_json_list(json_path), total, progress, sys.stderr):
         key = record_key(line_no)
         if key in done:
             reused += 1
@@ -266,11 +263,7 @@ def _write_records(writer: LMDBWriter, json_path: str, build: Callable[[int, str
             else:
                 writer.put(key.encode(), record)
                 done.add(key)
-        if bar is not None:
-            bar.update()
     writer.commit()
-    if bar is not None:
-        sys.stderr.write('\n')
     return sorted(done, key=int), reused, skipped
 
 

@@ -53,6 +53,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
+from img2pose_mm.utils import with_progress
+
 from .face_annotations import AnnotationError
 
 #: Where the landmarks of a sample come from (see the module docstring).
@@ -299,15 +301,11 @@ def convert_300wlp(root: str, out_json: str, landmarks: str = 'pt2d',
         json.dump(options, f)
     skipped: List[Tuple[str, str]] = []
     fallbacks: List[str] = []
-    bar = None
-    if progress and samples:
-        from mmengine.utils import ProgressBar
-        bar = ProgressBar(len(samples), file=sys.stderr)
     written = len(lines)
     with open(partial, 'w', encoding='utf-8') as out:
         out.writelines(lines)          # the complete lines of the interrupted run
         out.flush()
-        for subset, stem in samples:
+        for subset, stem in with_progress(samples, len(samples), progress, sys.stderr):
             if f'{subset}/{stem}{IMAGE_EXTENSION}' not in done:
                 try:
                     entry, fell_back = sample_entry(root, subset, stem, landmarks)
@@ -322,10 +320,6 @@ def convert_300wlp(root: str, out_json: str, landmarks: str = 'pt2d',
                     written += 1
                     if fell_back:
                         fallbacks.append(entry['image_path'])
-            if bar is not None:
-                bar.update()
-    if bar is not None:
-        sys.stderr.write('\n')
     os.replace(partial, out_json)
     os.remove(meta_path)
     summary = dict(json=out_json, images=written, reused=len(lines), skipped=skipped,

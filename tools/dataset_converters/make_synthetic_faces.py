@@ -49,7 +49,7 @@ import cv2
 import torch
 
 from img2pose_mm.datasets.lmdb_converter import convert as convert_json_list
-from img2pose_mm.utils import atomic_write
+from img2pose_mm.utils import atomic_write, with_progress
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from synthetic_scenes import SPLIT_IDS, SynthParams, encode_image, generate_sample  # noqa: E402
@@ -127,26 +127,16 @@ def _existing_records(out_dir: Path, split: str, num: int, params: SynthParams) 
 
 def _run_jobs(jobs: list, records: Dict[int, dict], workers: int, progress: bool,
               title: str) -> None:
-    bar = None
     if progress:
-        from mmengine.utils import ProgressBar
         print(title, flush=True)
-        bar = ProgressBar(len(jobs))
-    if workers > 1:
-        ctx = mp.get_context('spawn')
-        with ctx.Pool(workers, initializer=_init_worker) as pool:
-            for index, record in pool.imap_unordered(_make_one, jobs):
-                records[index] = record
-                if bar is not None:
-                    bar.update()
-    else:
-        for job in jobs:
-            index, record = _make_one(job)
+    with contextlib.ExitStack() as stack:
+        results = map(_make_one, jobs)
+        if workers > 1:
+            pool = stack.enter_context(mp.get_context('spawn').Pool(workers,
+                                                                    initializer=_init_worker))
+            results = pool.imap_unordered(_make_one, jobs)
+        for index, record in with_progress(results, len(jobs), progress):
             records[index] = record
-            if bar is not None:
-                bar.update()
-    if bar is not None:
-        print(flush=True)
 
 
 def generate_split(out_dir: Path, split: str, num: int, params: SynthParams, workers: int = 0,

@@ -22,7 +22,7 @@ What changes is only how the data-dependent steps are written: per-level top-k w
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -42,9 +42,10 @@ def _require(condition: bool, message: str) -> None:
         raise TypeError(f'cannot export this detector: {message}')
 
 
-def _nms_threshold(cfg, where: str) -> float:
-    """The IoU threshold of an ``nms=dict(type='nms', iou_threshold=...)`` setting."""
-    nms_cfg = dict(cfg.get('nms') or {})
+def _nms_threshold(cfg, where: str, default: Optional[dict] = None) -> float:
+    """The IoU threshold of an ``nms=dict(type='nms', iou_threshold=...)`` setting
+    (``default`` when it is absent)."""
+    nms_cfg = dict(cfg.get('nms') or default or {})
     _require(nms_cfg.get('type', 'nms') == 'nms' and 'iou_threshold' in nms_cfg,
              f"{where}.nms must be dict(type='nms', iou_threshold=...), got {nms_cfg}")
     return float(nms_cfg['iou_threshold'])

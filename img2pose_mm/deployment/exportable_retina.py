@@ -25,16 +25,10 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from .exportable import _require, batched_nms_keep, preprocess_image
+from img2pose_mm.heads.detection_postprocess import DEFAULT_NMS
+
+from .exportable import _nms_threshold, _require, batched_nms_keep, preprocess_image
 from .exportable_voting import graph_pose_voting
-
-
-def _nms_iou(cfg) -> float:
-    """The IoU threshold of ``cfg.nms`` (plain NMS; 0.5 when absent, as the head)."""
-    nms_cfg = dict(cfg.get('nms') or dict(type='nms', iou_threshold=0.5))
-    _require(nms_cfg.get('type', 'nms') == 'nms' and 'iou_threshold' in nms_cfg,
-             f"test_cfg.nms must be dict(type='nms', iou_threshold=...), got {nms_cfg}")
-    return float(nms_cfg['iou_threshold'])
 
 
 def check_retina_exportable(detector: nn.Module) -> None:
@@ -54,7 +48,7 @@ def check_retina_exportable(detector: nn.Module) -> None:
     _require(isinstance(head.prior_generator, AnchorGenerator),
              'the head needs an AnchorGenerator')
     _require(head.test_cfg is not None, 'the head has no test_cfg')
-    _nms_iou(head.test_cfg)
+    _nms_threshold(head.test_cfg, 'test_cfg', DEFAULT_NMS)
 
 
 def grid_anchors(prior_generator, feature_maps: Sequence[Tensor]) -> List[Tensor]:
@@ -97,7 +91,7 @@ class ExportableRetinaImg2Pose(nn.Module):
         self.nms_pre = int(cfg.get('nms_pre', -1))
         self.score_thr = float(cfg.get('score_thr', 0))
         self.min_size = float(cfg.get('min_bbox_size', -1))
-        self.iou = _nms_iou(cfg)
+        self.iou = _nms_threshold(cfg, 'test_cfg', DEFAULT_NMS)
         voting = cfg.get('pose_voting')
         self.voting_iou: Optional[float] = None
         if voting:

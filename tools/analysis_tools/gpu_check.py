@@ -85,9 +85,10 @@ class Context:
         from tools.analysis_tools import benchmark
         return benchmark
 
-    def model(self, path: Path):
-        """The config's model on the device with random weights and pose statistics."""
-        options = SimpleNamespace(checkpoint=None, num_proposals=100, score_thr=0.0,
+    def model(self, path: Path, num_proposals: int = 100):
+        """The config's model on the device with random weights and pose statistics, every
+        proposal decoded (score threshold 0)."""
+        options = SimpleNamespace(checkpoint=None, num_proposals=num_proposals, score_thr=0.0,
                                   cfg_options=None)
         cfg = self.bench.load_bench_config(str(path), options)
         torch.manual_seed(0)
@@ -301,12 +302,8 @@ def check_inference(ctx: Context) -> Result:
     else:
         warmup, repeats = 3, 10
         torch.cuda.reset_peak_memory_stats(ctx.device)
-    options = SimpleNamespace(checkpoint=None, num_proposals=proposals, score_thr=0.0,
-                              cfg_options=None, warmup=warmup, repeats=repeats)
-    cfg = ctx.bench.load_bench_config(str(TWO_STAGE), options)
-    torch.manual_seed(0)
-    model = ctx.bench.build_model(cfg, None, ctx.device)
-    res = ctx.bench.bench_inference(model, h, w, ctx.device, options)
+    res = ctx.bench.bench_inference(ctx.model(TWO_STAGE, proposals), h, w, ctx.device,
+                                    SimpleNamespace(warmup=warmup, repeats=repeats))
     ms, memory = res['end_to_end'], res['peak_memory_mb']
     detail = (f'{h}x{w}, {res["num_proposals"]} proposals: {ms:.1f} ms end to end '
               f'(median of {repeats}), peak memory {memory:.0f} MB'

@@ -14,6 +14,7 @@ skipped.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -192,8 +193,10 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
     try:
         _start_or_check_meta(writer, source, partial)
         _warn_ignored_pose_para(json_path, labelling, log)
-        build = _record_builder(json_path, image_root, face_model, labelling, min_pose_iou,
-                              keep_images_without_pose)
+        build = functools.partial(build_record, json_path=json_path, image_root=image_root,
+                                  face_model=face_model, labelling=labelling,
+                                  min_pose_iou=min_pose_iou,
+                                  keep_images_without_pose=keep_images_without_pose)
         keys, reused, skipped = _write_records(writer, json_path, build, progress, log)
         stats = collect_statistics(writer.env, keys)
         summary = make_summary(final, keys, reused, stats, skipped)
@@ -210,16 +213,6 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
     _publish(partial, final, log)
     log(format_conversion_summary(summary, json_path))
     return summary
-
-
-def _record_builder(json_path: str, image_root: Optional[str], face_model: FaceModelLike,
-                  labelling: str, min_pose_iou: float,
-                  keep_images_without_pose: bool) -> Callable[[int, str], bytes]:
-    """:func:`build_record` with everything but the line fixed."""
-    def build(line_no: int, text: str) -> bytes:
-        return build_record(line_no, text, json_path, image_root, face_model, labelling,
-                            min_pose_iou, keep_images_without_pose)
-    return build
 
 
 def _start_or_check_meta(writer: LMDBWriter, source: Dict[str, Any], partial: str) -> None:

@@ -255,7 +255,7 @@ def main() -> int:
         tta_dir = work / 'test_tta'
         run([py, 'tools/test.py', args.config, str(done), '--tta', '--work-dir', str(tta_dir),
              '--cfg-options', *cfg_opts], 'testing with test-time augmentation', progress)
-        columns['test-time flip (--tta)'] = latest_metrics(tta_dir)
+        columns['test-time augmentation (--tta)'] = latest_metrics(tta_dir)
     metrics = list(columns.values())[-1]     # the demo's result: the last column
 
     # 4. baselines and the table

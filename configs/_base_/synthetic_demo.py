@@ -31,7 +31,7 @@ test_pipeline = [
                     'instances')),
 ]
 # test-time augmentation (`tools/test.py --tta`; the demo reports the single pass and
-# this): each image at two scales, each with and without a horizontal flip; the merge
+# this): each image at three scales, each with and without a horizontal flip; the merge
 # un-flips boxes and poses and votes (IoU 0.6, poses by weighted quaternion mean)
 tta_model = dict(
     type='PoseDetTTAModel',
@@ -42,7 +42,8 @@ tta_pipeline = [
         type='TestTimeAug',
         transforms=[
             [dict(type='PoseResize', scale=(400, 256), keep_ratio=True),
-             dict(type='PoseResize', scale=(500, 320), keep_ratio=True)],
+             dict(type='PoseResize', scale=(500, 320), keep_ratio=True),
+             dict(type='PoseResize', scale=(600, 384), keep_ratio=True)],
             [dict(type='PoseRandomFlip', prob=0.0),
              dict(type='PoseRandomFlip', prob=1.0, direction='horizontal')],
             [dict(type='LoadFacePoseAnnotations')],

@@ -2,10 +2,12 @@
 # CPU demo recipe (_base_/synthetic_demo.py) on the embedded synthetic dataset:
 #   python tools/demo_pipeline.py --config configs/retina_img2pose_r18_demo.py \
 #       --work-dir work_dirs/demo_retina
-# Without pretrained weights the backbone's BatchNorm trains. A training iteration costs
-# about 40% of the two-stage demo's (no RPN, no RoI stage; docs/benchmarks.md: 1.2 s
-# against 3.1 s on a 2-core CPU in float32), so within the same wall-clock budget it
-# trains 16 epochs instead of 7 (3200 iterations, ~0.9x of the two-stage's 1400 x 3.1 s).
+# Without pretrained weights the backbone's BatchNorm trains. It has no RPN and no RoI
+# stage but an R-18-width backbone, so it trains 16 epochs (6400 iterations on the 1600
+# images) where the two-stage demo-scale model trains 6, and takes far longer than
+# `make demo` on 2 cores (2026-11-30, EPYC-AVX2, 800 images: 63.5 min; docs/benchmarks.md,
+# "One-stage vs two-stage"). The light one-stage model trains with this recipe in about
+# half an hour: retina_img2pose_lite_demo.py.
 _base_ = [
     './_base_/models/retina_img2pose_r18_fpn.py',
     './_base_/synthetic_demo.py',

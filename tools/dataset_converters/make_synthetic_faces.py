@@ -129,15 +129,12 @@ def _run_jobs(jobs: list, records: Dict[int, dict], workers: int, progress: bool
               title: str) -> None:
     if progress:
         print(title, flush=True)
-    with contextlib.ExitStack() as stack:
-        results = map(_make_one, jobs)
-        if workers > 1:
-            pool = stack.enter_context(mp.get_context('spawn').Pool(workers,
-                                                                    initializer=_init_worker))
-            results = pool.imap_unordered(_make_one, jobs)
+    pool = (mp.get_context('spawn').Pool(workers, initializer=_init_worker) if workers > 1
+            else contextlib.nullcontext())
+    with pool:
+        results = pool.imap_unordered(_make_one, jobs) if workers > 1 else map(_make_one, jobs)
         for index, record in with_progress(results, len(jobs), progress):
             records[index] = record
-
 
 def generate_split(out_dir: Path, split: str, num: int, params: SynthParams, workers: int = 0,
                    overwrite: bool = False, progress: bool = True) -> Path:

@@ -1,35 +1,9 @@
 #!/usr/bin/env python
-"""Convert the 300W-LP release into an img2pose JSON list with the ground-truth angles.
+"""Convert the 300W-LP release into an img2pose JSON list with the ground-truth angles
+(docs/datasets.md, "Command-line converters"); the conversion itself is
+:func:`img2pose_mm.datasets.w300lp.convert_300wlp`.
 
-Usage::
-
-    python tools/dataset_converters/300wlp_to_json.py data/300W_LP data/300W_LP.json \\
-        [--landmarks pt2d|pts_2d|pts_3d] [--subsets AFW AFW_Flip ...] [--no-flip] \\
-        [--strict] [--resume]
-    python tools/dataset_converters/json_to_lmdb.py data/300W_LP.json data/ \\
-        --name 300W_LP --image-root data/300W_LP --labelling pose_para
-
-One line per image: the image path (relative to the data root), the landmarks' box, the
-68 landmarks and ``pose_para`` (pitch, yaw, roll in radians: the first three numbers of
-``Pose_Para``). ``--labelling pose_para`` then labels every face as the original's
-300W-LP loader (docs/reference.md §6): rotation from the angles, translation from EPnP
-of the landmarks in the full image's camera, box = the roll-aware 1.1 box of the
-landmarks, box-local pose relative to it.
-
-Landmarks: ``pt2d`` of each ``.mat`` by default (every image has one, the ``_Flip``
-copies included); ``--landmarks pts_2d`` / ``pts_3d`` reads ``landmarks/<subset>/
-<stem>_pts.mat`` instead, and images without such a file (the ``_Flip`` folders have
-none) use their ``pt2d``. The ``_Flip`` folders are converted like the others (their
-``pt2d`` and ``Pose_Para`` describe the mirrored image); ``--no-flip`` leaves them out.
-
-Bad samples (a ``.mat`` without ``Pose_Para`` or ``pt2d``, landmarks of the wrong shape,
-an image without its ``.mat`` or a ``.mat`` without its image) are reported with the
-file and what is wrong and left out, and the conversion goes on (exit status 0 when at
-least one image was written); ``--strict`` stops at the first one (exit status 1) and
-keeps the lines written so far in ``OUT.json.partial``: fix the file and rerun with
-``--resume``. Ctrl-C keeps them too.
-
-The conversion itself is :func:`img2pose_mm.datasets.w300lp.convert_300wlp`.
+    python tools/dataset_converters/300wlp_to_json.py data/300W_LP data/300W_LP.json
 """
 from __future__ import annotations
 

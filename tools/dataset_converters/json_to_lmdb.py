@@ -1,27 +1,8 @@
 #!/usr/bin/env python
-"""Convert an img2pose JSON list into a face-pose LMDB.
+"""Convert an img2pose JSON list into a face-pose LMDB (docs/datasets.md, "Command-line
+converters"); the conversion itself is :func:`img2pose_mm.datasets.lmdb_converter.convert`.
 
-Usage::
-
-    python tools/dataset_converters/json_to_lmdb.py train.json data/ --name WIDER_train \\
-        --train [--resume] [--image-root DIR] [--reference-points-68 P.npy] \\
-        [--reference-points-5 P.npy]
-
-Writes ``data/WIDER_train.lmdb`` (through ``WIDER_train.lmdb.partial``, renamed when
-complete) and, with ``--train``, ``WIDER_train_pose_mean.npy`` /
-``WIDER_train_pose_stddev.npy`` (statistics of the box-local poses). Faces are labelled
-as the original img2pose labels them (``--labelling box``, docs/reference.md §6) unless
-``--labelling image``; ``--labelling pose_para`` labels a 300W-LP list (made by
-``300wlp_to_json.py``) as the original's 300W-LP loader: rotations from its
-``pose_para`` angles, translations from EPnP in the full image's camera, boxes = the
-roll-aware box of the landmarks. Boxes are clipped to the image and truncated to integers; faces
-whose box is swapped, empty or outside the image are dropped; poses implausible for
-their box are discarded; images without a posed face are skipped (every case is
-reported with its line and reason). Bad lines are reported with their line number and
-skipped; ``--resume`` continues an interrupted run (Ctrl-C keeps what was committed) and
-is a no-op on a finished one; without it an existing LMDB is rebuilt and replaced.
-
-The conversion itself is :func:`img2pose_mm.datasets.lmdb_converter.convert`.
+    python tools/dataset_converters/json_to_lmdb.py train.json data/ --name WIDER_train --train
 """
 from __future__ import annotations
 

@@ -1,36 +1,9 @@
 #!/usr/bin/env python
 """Make the embedded synthetic 6DoF face dataset (img2pose_mm's default data).
 
-The reference face mesh is rendered (Sim3DR, z-buffer and Phong shading) at random
-global poses onto real photos bundled with scikit-image (random crop, flip and colour
-jitter): yaw within +-90 deg, pitch +-50 deg, roll +-40 deg, face sizes from
-``--min-face`` pixels to ``--max-face-frac`` of the short image side, 1 to 6 faces per
-image, mutual occlusion allowed. Every face is in front of the camera with its 68
-landmarks inside the image; a face entirely hidden by nearer faces is not labelled,
-and faces are placed so that every visible face shows at least ``--min-visible`` of
-its own area.
+What the images hold, the output layout and how runs resume: docs/datasets.md.
 
-Output (``--out-dir``)::
-
-    images/{train,val}/000000.jpg ...
-    train.json, val.json        img2pose JSON list, one object per line:
-        {"image_path": "images/train/000000.jpg",     (relative to --out-dir)
-         "bboxes": [[x1, y1, x2, y2], ...],            pose_to_bbox of the GT pose
-         "landmarks": [[[x, y] x 68], ...],            reference points projected
-         "poses": [[rx, ry, rz, tx, ty, tz], ...]}     exact global GT poses
-    meta.json                   the generation parameters
-    train.lmdb, train_pose_mean.npy, train_pose_stddev.npy, val.lmdb
-                                by tools/dataset_converters/json_to_lmdb.py (skip: --no-lmdb)
-
-Every image depends only on (seed, split, index, the image/face parameters), so runs
-are reproducible, parallel (``--workers``) and resumable: images already written by
-an interrupted or earlier run with the same parameters are reused (``--overwrite``
-regenerates them).
-
-Example::
-
-    python tools/dataset_converters/make_synthetic_faces.py --out-dir data/synthetic \\
-        --num-train 200 --num-val 50 --img-size 256 --seed 0 --workers 2
+    python tools/dataset_converters/make_synthetic_faces.py --out-dir data/synthetic --workers 2
 """
 from __future__ import annotations
 

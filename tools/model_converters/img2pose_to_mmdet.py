@@ -1,24 +1,10 @@
 #!/usr/bin/env python
-"""Convert an original img2pose checkpoint to an img2pose_mm (mmdet) checkpoint.
+"""Convert an original img2pose checkpoint to a self-contained img2pose_mm (mmdet) checkpoint.
 
-The original file is ``{'fpn_model': state_dict}`` with torchvision key names
-(possibly prefixed by ``module.``). Every original key is mapped; shapes are checked
-against the model built from ``--config``; nothing is dropped silently. Two
-layouts differ and are converted explicitly:
+The key mapping, the two layouts converted and what travels in the checkpoint:
+docs/datasets.md, "Command-line converters".
 
-* classifier rows: torchvision orders classes ``[background, face]``, mmdet
-  ``[face, background]``;
-* pose outputs: the original predicts 6 numbers per class including background
-  (12); mmdet's class-specific regression has only the face's 6. The 6 background
-  outputs (never trained: the pose loss only reads the face class) are reported.
-
-The output is self-contained: the pose statistics and the original's face model (its
-reference points, the integer box centre of its decode and the chosen nearest-rotation
-method) travel in the checkpoint, and so does the config that tests it. Example::
-
-    python tools/model_converters/img2pose_to_mmdet.py --release-dir img2pose/ \\
-        img2pose_v1_mmdet.pth
-    python tools/test.py configs/img2pose_r18_original.py img2pose_v1_mmdet.pth
+    python tools/model_converters/img2pose_to_mmdet.py --release-dir img2pose/ img2pose_v1_mmdet.pth
 """
 from __future__ import annotations
 
@@ -220,12 +206,8 @@ def convert(src: str, dst: str, config: Optional[str] = str(DEFAULT_CONFIG),
             rotation_method: str = 'svd') -> List[str]:
     """Convert ``src`` to a self-contained ``dst`` (written atomically); returns the notes.
 
-    The checkpoint carries, besides the weights, the pose statistics and the original's
-    face model (reference points, integer box centre, ``rotation_method``) as the pose
-    head's state, and the config that tests it (``configs/img2pose_r18_original.py``) in
-    ``meta['cfg']``: ``Img2Pose(checkpoint=dst)`` and ``tools/test.py`` need no other
-    file. Missing statistics or reference points fall back to mean 0 / std 1 and the
-    packaged face, with a note.
+    What ``dst`` carries besides the weights: docs/datasets.md. Missing statistics or
+    reference points fall back to mean 0 / std 1 and the packaged face, with a note.
     """
     checkpoint = torch.load(src, map_location='cpu', weights_only=True)
     reference = build_reference_state_dict(config) if config else None

@@ -1,17 +1,9 @@
 #!/usr/bin/env python
 """``make demo``: img2pose end to end on the embedded synthetic dataset, on a CPU.
 
-1. render the synthetic 6DoF face dataset and convert it to LMDB
-   (``tools/dataset_converters/make_synthetic_faces.py``);
-2. train ``configs/img2pose_r18_demo.py`` (or ``--config``, e.g. the one-stage
-   ``configs/retina_img2pose_r18_demo.py``) with ``tools/train.py``;
-3. test the checkpoint with ``tools/test.py`` (face AP and head-pose errors) and
-   draw the predictions (``--show-dir``);
-4. compare with trivial baselines and print/save a results table
-   (``<work-dir>/results.json`` and ``results.md``).
-
-Every step reuses what a previous (interrupted) run finished: the generator resumes,
-training resumes from the last checkpoint, a finished checkpoint is not retrained.
+Renders the dataset, trains ``--config``, tests it (and with ``--tta`` where the config has
+it) and writes ``<work-dir>/results.{md,json}`` (README.md, "Two commands"). Every step
+reuses what a previous (interrupted) run finished.
 """
 from __future__ import annotations
 

@@ -1,26 +1,9 @@
 #!/usr/bin/env python
 """Detect and align the faces of a set of images with img2pose.
 
-Inputs: one image, a folder (searched recursively) or a list file (``.txt``/``.lst``/
-``.list``: one image path per line, relative paths from the list file's folder, ``#``
-comments). Outputs mirror the input folders under ``out_dir``: the faces of
-``<root>/a/b/img.jpg`` are written to ``<out_dir>/a/b/img_<k>.<ext>`` (``k`` = rank in
-``--order``), or to ``<out_dir>/a/b/img.<ext>`` with ``--max-faces 1``. Writes are
-atomic (temporary file + rename). Unreadable images are reported and skipped; a
-summary ends the run.
+Unreadable images are reported and skipped; a summary ends the run. Writes are atomic.
 
-Face order: ``confidence`` (most confident first) or ``position`` (box centre
-nearest the image centre first, which with ``--max-faces 1`` keeps the central face).
-
-``--draw-landmarks`` draws the 68 projected landmarks of each face on its crop;
-``--json`` writes ``<crop>.json`` next to each crop: the face (box, confidence, pose,
-Euler angles, keypoints and 68 landmarks in the pixels of the input image), the 2 x 3
-image -> crop matrix and the keypoints and landmarks in crop pixels.
-
-Example::
-
-    python tools/face_alignment.py data/lfw aligned/ --checkpoint img2pose_r18.pth \\
-        --det-threshold 0.7 --max-faces 1 --face-size 224
+    python tools/face_alignment.py data/lfw aligned/ --checkpoint img2pose_r18.pth --max-faces 1
 """
 from __future__ import annotations
 
@@ -40,8 +23,11 @@ LIST_EXTENSIONS = ('.txt', '.lst', '.list')
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('images', help='an image, a folder of images or a list file')
-    parser.add_argument('out_dir', help='output folder (mirrors the input folders)')
+    parser.add_argument('images', help='an image, a folder (searched recursively) or a list '
+                        'file (.txt/.lst/.list: one path per line, relative to its folder; # comments)')
+    parser.add_argument('out_dir', help='output folder, mirroring the input folders: '
+                        '<root>/a/b/img.jpg -> <out_dir>/a/b/img_<k>.<ext> (k = rank in --order), '
+                        'or img.<ext> with --max-faces 1')
     parser.add_argument('--config', default=None,
                         help='model config (default: the packaged configs/img2pose_r18.py)')
     parser.add_argument('--checkpoint', default=None,
@@ -56,7 +42,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--max-faces', type=int, default=1,
                         help='faces kept per image (<= 0: all)')
     parser.add_argument('--order', choices=('position', 'confidence'), default='position',
-                        help='which faces come first (and survive --max-faces)')
+                        help='which faces come first (and survive --max-faces): box centre '
+                             'nearest the image centre, or most confident')
     parser.add_argument('--face-size', type=int, default=224, help='side of the aligned crops')
     parser.add_argument('--template', default='auto',
                         help="'auto' (best of the 5 multi-pose templates) or one template name")
@@ -69,7 +56,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--draw-landmarks', action='store_true',
                         help='draw the 68 projected landmarks on each crop')
     parser.add_argument('--json', action='store_true',
-                        help='write <crop>.json: the face, its landmarks and the alignment')
+                        help='write <crop>.json: the face (box, confidence, pose, Euler angles, '
+                             'keypoints, 68 landmarks; input pixels), the 2 x 3 image -> crop '
+                             'matrix, the keypoints and landmarks in crop pixels')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')

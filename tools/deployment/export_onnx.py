@@ -1,24 +1,9 @@
 #!/usr/bin/env python
 """Export an img2pose detector to one ONNX graph of standard operators.
 
-    python tools/deployment/export_onnx.py configs/img2pose_r18.py CKPT img2pose_r18.onnx \\
-        --dynamic [--opset 20] [--shape 640 960] [--cfg-options ...] [--verify photo.jpg]
+What the graph holds, its input and outputs and how to run it: docs/deployment.md.
 
-    python tools/deployment/export_onnx.py configs/retina_img2pose_r18_fpn.py CKPT \\
-        retina_r18.onnx --dynamic --verify random         # one-stage: real time on a CPU
-
-The graph holds the whole detector: normalisation and padding, backbone, FPN, the RPN
-with its NMS, multi-level RoIAlign, the class and pose heads, the pose decode, the
-pose-projected boxes and the final NMS; for a one-stage model (``DoFRetinaHead``) the
-dense head, the top anchors of each level, the pose decode, the pose-projected boxes and
-NMS or the test config's pose voting. Its input ``image`` is one uint8 ``(1, 3, H, W)``
-image in the channel order of the config's pipeline (BGR for mmdet configs); its outputs
-``boxes``, ``scores``, ``labels``, ``poses`` are in that image's pixels and camera. The
-face model and pose statistics come from the checkpoint; the test settings
-(``model.test_cfg``, e.g. ``--cfg-options model.test_cfg.rpn.max_per_img=100``) become
-constants of the graph. Run it with ``Img2Pose(backend='onnxruntime', onnx_file=...)``
-or ``demo/image_demo.py --onnx`` / ``demo/video_demo.py --onnx``. See
-docs/deployment.md.
+    python tools/deployment/export_onnx.py configs/img2pose_r18.py CKPT img2pose_r18.onnx --dynamic
 """
 from __future__ import annotations
 

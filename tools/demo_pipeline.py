@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from img2pose_mm.apis.model_config import pose_coder_cfgs  # noqa: E402
+from img2pose_mm.datasets.face_annotations import iter_json_list  # noqa: E402
 from img2pose_mm.structures import pose_to_euler  # noqa: E402
 
 
@@ -110,19 +111,16 @@ def run(cmd: List[str], step: str, progress: Optional[Progress] = None) -> float
     return elapsed
 
 
-def read_json_lines(path: Path) -> List[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+def split_poses(data_dir: Path, split: str) -> torch.Tensor:
+    """The ground-truth poses ``(N, 6)`` of every face in ``<data_dir>/<split>.json``."""
+    records = (json.loads(line) for _, line in iter_json_list(data_dir / f'{split}.json'))
+    return torch.tensor([p for rec in records for p in rec['poses']], dtype=torch.float64)
 
 
 def mean_pose_baseline(data_dir: Path) -> Dict[str, float]:
     """Yaw/pitch/roll MAE of always predicting the training set's mean pose."""
-    train = read_json_lines(data_dir / 'train.json')
-    val = read_json_lines(data_dir / 'val.json')
-    train_poses = torch.tensor([p for rec in train for p in rec['poses']], dtype=torch.float64)
-    val_poses = torch.tensor([p for rec in val for p in rec['poses']], dtype=torch.float64)
-    mean_euler = pose_to_euler(train_poses).mean(0)
-    err = (pose_to_euler(val_poses) - mean_euler).abs()
+    mean_euler = pose_to_euler(split_poses(data_dir, 'train')).mean(0)
+    err = (pose_to_euler(split_poses(data_dir, 'val')) - mean_euler).abs()
     err = torch.minimum(err, 360 - err)
     pitch, yaw, roll = err.mean(0).tolist()
     return dict(yaw=yaw, pitch=pitch, roll=roll, mae=(yaw + pitch + roll) / 3)
@@ -253,7 +251,7 @@ def main() -> int:
     # 4. baselines and the table
     baseline = mean_pose_baseline(data)
     # mmengine's JSON keeps the float metrics only (its integer counts come back null)
-    faces = sum(len(rec['poses']) for rec in read_json_lines(data / 'val.json'))
+    faces = len(split_poses(data, 'val'))
 
     def missed(record: dict) -> int:
         rate = record.get('pose/miss_rate')

@@ -21,6 +21,7 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 import cv2
 import torch
 
+from img2pose_mm.datasets.face_annotations import iter_json_list
 from img2pose_mm.datasets.lmdb_converter import convert as convert_json_list
 from img2pose_mm.utils import atomic_write, with_progress
 
@@ -77,9 +78,7 @@ def _existing_records(out_dir: Path, split: str, num: int, params: SynthParams) 
     by_path = {image_relpath(split, i, params): i for i in range(num)}
     split_file = out_dir / f'{split}.json'
     if split_file.is_file():
-        for line_no, line in enumerate(split_file.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
+        for line_no, line in iter_json_list(split_file):
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:

@@ -57,12 +57,9 @@ def main():
         else:
             raise RuntimeError('the config has no "auto_scale_lr.base_batch_size"')
 
-    if args.resume == 'auto':
+    if args.resume is not None:
         cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        cfg.resume = True
-        cfg.load_from = args.resume
+        cfg.load_from = None if args.resume == 'auto' else args.resume
 
     scale_log_interval_for_cpu(cfg)
     setup_cpu_distributed(cfg, args.launcher)

@@ -115,12 +115,6 @@ def patch_cxx_standard(setup_py: Path, std: str = 'c++20') -> int:
     return n + m
 
 
-def needs_cxx20(torch_version: str) -> bool:
-    """torch >= 2.12 headers need C++20."""
-    major, minor = (int(x) for x in torch_version.split('.')[:2])
-    return (major, minor) >= (2, 12)
-
-
 def build_wheel(mmcv_version: str, dest: Path, use_cuda: bool, jobs: int,
                 torch_version: str) -> Path:
     pip = [sys.executable, '-m', 'pip']
@@ -135,7 +129,7 @@ def build_wheel(mmcv_version: str, dest: Path, use_cuda: bool, jobs: int,
         with tarfile.open(sdist) as tar:
             tar.extractall(work, filter='data')
         src = work / f'mmcv-{mmcv_version}'
-        if needs_cxx20(torch_version):
+        if tuple(int(x) for x in torch_version.split('.')[:2]) >= (2, 12):   # headers need C++20
             n = patch_cxx_standard(src / 'setup.py')
             log(f'step "patch C++ standard": {n} flags set to -std=c++20 (torch {torch_version})')
         env = dict(os.environ, MMCV_WITH_OPS='1', MAX_JOBS=str(jobs),

@@ -192,14 +192,6 @@ def coder_state(pose_mean: Optional[str], pose_stddev: Optional[str],
     return OrderedDict((prefix + k, v) for k, v in coder.state_dict().items())
 
 
-def _resolved_config_text(path: Path) -> Optional[str]:
-    """The config with its bases merged (what mmengine's runner saves as ``meta['cfg']``)."""
-    if not path.is_file():
-        return None
-    from mmengine.config import Config
-    return Config.fromfile(str(path)).pretty_text
-
-
 def convert(src: str, dst: str, config: Optional[str] = str(DEFAULT_CONFIG),
             pose_mean: Optional[str] = None, pose_stddev: Optional[str] = None,
             reference_points: Optional[str] = None, reference_points_5: Optional[str] = None,
@@ -223,8 +215,11 @@ def convert(src: str, dst: str, config: Optional[str] = str(DEFAULT_CONFIG),
         coder_state(pose_mean, pose_stddev, reference_points, reference_points_5,
                     rotation_method))
     notes += map_notes
+    from mmengine.config import Config
+    # the config with its bases merged, as mmengine's runner saves it
+    cfg_text = Config.fromfile(str(ORIGINAL_CONFIG)).pretty_text if ORIGINAL_CONFIG.is_file() else None
     meta = dict(converted_from=os.path.abspath(src), source='img2pose (torchvision layout)',
-                cfg=_resolved_config_text(ORIGINAL_CONFIG),
+                cfg=cfg_text,
                 dataset_meta=dict(classes=('face',), palette=[(0, 255, 0)]),
                 face_model=dict(rotation_method=rotation_method, integer_box_centre=True,
                                 reference_points=reference_points,
@@ -262,8 +257,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if len(args.paths) > 2 or (len(args.paths) == 1 and not args.release_dir):
         parser.error('give SRC DST, or --release-dir DIR and DST')
-    files = dict(checkpoint=None, pose_mean=None, pose_stddev=None, reference_points=None,
-                 reference_points_5=None)
+    files = dict.fromkeys(RELEASE_FILES)
     try:
         if args.release_dir:
             files.update(find_release_files(args.release_dir))

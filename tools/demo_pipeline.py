@@ -212,12 +212,11 @@ def main() -> int:
 
     # 2. training (resumes an interrupted run; a finished one is reused)
     train_dir = work / 'train'
-    final = sorted(glob.glob(str(train_dir / 'epoch_*.pth')), key=os.path.getmtime)
     max_epochs = config.train_cfg.max_epochs
     done = train_dir / f'epoch_{max_epochs}.pth'
     iterations = max_epochs * -(-args.num_train // batch_size)
     if not done.exists():
-        resume = ['--resume'] if final else []
+        resume = ['--resume'] if glob.glob(str(train_dir / 'epoch_*.pth')) else []
         progress.begin('training', later=test_estimate(DEFAULT_ITER_S))
         progress.later_from_iter_time = test_estimate
         train_s = run([py, 'tools/train.py', args.config, '--work-dir', str(train_dir), *resume,

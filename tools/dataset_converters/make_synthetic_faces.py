@@ -108,6 +108,7 @@ def _run_jobs(jobs: list, records: Dict[int, dict], workers: int, progress: bool
         for index, record in with_progress(results, len(jobs), progress):
             records[index] = record
 
+
 def generate_split(out_dir: Path, split: str, num: int, params: SynthParams, workers: int = 0,
                    overwrite: bool = False, progress: bool = True) -> Path:
     """Generate ``num`` images of ``split``; write ``<out_dir>/<split>.json``; return it."""

@@ -75,7 +75,6 @@ def reference_face():
     return load_reference_mesh(), torch.as_tensor(load_reference_points(), dtype=torch.float64)
 
 
-
 # --------------------------------------------------------------------------
 # backgrounds
 # --------------------------------------------------------------------------

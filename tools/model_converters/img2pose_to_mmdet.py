@@ -178,17 +178,12 @@ def find_release_files(release_dir: str) -> Dict[str, str]:
     return found
 
 
-def coder_state(pose_mean: Optional[str], pose_stddev: Optional[str],
-                reference_points: Optional[str], reference_points_5: Optional[str],
-                rotation_method: str, prefix: str = 'roi_head.bbox_head.bbox_coder.'
-                ) -> Dict[str, torch.Tensor]:
+def coder_state(face_model: dict, pose_mean: Optional[str], pose_stddev: Optional[str],
+                prefix: str = 'roi_head.bbox_head.bbox_coder.') -> Dict[str, torch.Tensor]:
     """The pose coder's state for the original release: its pose statistics and its face
-    model (reference points, box rule, the integer box centre of its decode)."""
+    model (the :class:`~img2pose_mm.structures.FaceModel` arguments ``face_model``)."""
     from img2pose_mm.task_modules import PoseBBoxCoder
-    coder = PoseBBoxCoder(
-        face_model=dict(reference_points=reference_points, reference_points_5=reference_points_5,
-                        rotation_method=rotation_method, integer_box_centre=True),
-        pose_mean=pose_mean, pose_stddev=pose_stddev)
+    coder = PoseBBoxCoder(face_model=face_model, pose_mean=pose_mean, pose_stddev=pose_stddev)
     return OrderedDict((prefix + k, v) for k, v in coder.state_dict().items())
 
 
@@ -210,10 +205,11 @@ def convert(src: str, dst: str, config: Optional[str] = str(DEFAULT_CONFIG),
         if path is None:
             notes.append(f'no {what} given: the checkpoint uses the default (its outputs will '
                          'not be the original\'s)')
-    state, map_notes = convert_state_dict(
-        extract_state_dict(checkpoint), reference,
-        coder_state(pose_mean, pose_stddev, reference_points, reference_points_5,
-                    rotation_method))
+    # the original's face model: its reference points, the integer box centre of its decode
+    face_model = dict(rotation_method=rotation_method, integer_box_centre=True,
+                      reference_points=reference_points, reference_points_5=reference_points_5)
+    state, map_notes = convert_state_dict(extract_state_dict(checkpoint), reference,
+                                          coder_state(face_model, pose_mean, pose_stddev))
     notes += map_notes
     from mmengine.config import Config
     # the config with its bases merged, as mmengine's runner saves it
@@ -221,9 +217,7 @@ def convert(src: str, dst: str, config: Optional[str] = str(DEFAULT_CONFIG),
     meta = dict(converted_from=os.path.abspath(src), source='img2pose (torchvision layout)',
                 cfg=cfg_text,
                 dataset_meta=dict(classes=('face',), palette=[(0, 255, 0)]),
-                face_model=dict(rotation_method=rotation_method, integer_box_centre=True,
-                                reference_points=reference_points,
-                                reference_points_5=reference_points_5),
+                face_model=face_model,
                 pose_mean_path=pose_mean and os.path.abspath(pose_mean),
                 pose_stddev_path=pose_stddev and os.path.abspath(pose_stddev))
     from img2pose_mm.utils import atomic_write

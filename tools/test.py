@@ -1,10 +1,8 @@
 #!/usr/bin/env python
 """Test (and evaluate) an img2pose_mm model (mmdet's tools/test.py, CPU/gloo fallback).
 
-``--out results.pkl`` dumps the predictions, poses included (``pred_instances.poses``).
-``--bf16`` runs backbone, FPN and RoI MLPs in bfloat16 (decoding and NMS stay float32);
-with ``--cfg-options model.test_cfg.rpn.max_per_img=100`` it is the ``fast`` setting of
-docs/benchmarks.md.
+``--out`` predictions carry the poses (``pred_instances.poses``); ``--bf16`` leaves decoding
+and NMS in float32 (its speed, and the ``fast`` setting: docs/benchmarks.md).
 """
 import argparse
 import warnings

@@ -177,8 +177,16 @@ def make_data_info(img_id: str, img_path: str, height: int, width: int, bboxes: 
     return info
 
 
+def check_same_source(previous: Dict[str, Any], current: Dict[str, Any], what: str,
+                      hint: str = 'delete it or run without resume') -> None:
+    """:class:`ValueError` unless ``what``, to be resumed, was made with ``current`` options."""
+    changed = sorted(k for k in current if previous.get(k) != current[k])
+    if changed:
+        raise ValueError(f'cannot resume {what}: it was made with different '
+                         f'{", ".join(changed)}; {hint}')
+
 
 __all__ = [
     'AnnotationError', 'parse_annotation', 'parse_json_line', 'iter_json_list',
-    'resolve_image_path', 'make_data_info',
+    'resolve_image_path', 'make_data_info', 'check_same_source',
 ]

@@ -31,6 +31,7 @@ from img2pose_mm.utils import with_progress
 
 from .face_annotations import (
     AnnotationError,
+    check_same_source,
     iter_json_list,
     parse_json_line,
     resolve_image_path,
@@ -223,11 +224,7 @@ def _start_or_check_meta(writer: LMDBWriter, source: Dict[str, Any], partial: st
                                              source=source, complete=False)).encode())
         writer.commit()
         return
-    previous = json.loads(meta_raw.decode()).get('source', {})
-    changed = sorted(k for k in source if previous.get(k) != source[k])
-    if changed:
-        raise ValueError(f'cannot resume {partial}: it was made with different '
-                         f'{", ".join(changed)}; delete it or run without resume')
+    check_same_source(json.loads(meta_raw.decode()).get('source', {}), source, partial)
 
 
 def _write_records(writer: LMDBWriter, json_path: str, build: Callable[[int, str], bytes],
@@ -312,10 +309,8 @@ def _already_done(final: str, source: Dict[str, Any], out_dir: str, name: str, t
             keys = read_keys(txn, final)
             raw = txn.get(META_KEY)
         meta = json.loads(bytes(raw).decode()) if raw is not None else {}
-        changed = sorted(k for k in source if meta.get('source', {}).get(k) != source[k])
-        if changed:
-            raise ValueError(f'cannot resume: {final} was made with different '
-                             f'{", ".join(changed)}; run without resume to rebuild it')
+        check_same_source(meta.get('source', {}), source, final,
+                          'run without resume to rebuild it')
         stats = collect_statistics(env, keys)
     finally:
         env.close()

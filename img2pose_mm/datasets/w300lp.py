@@ -55,7 +55,7 @@ import numpy as np
 
 from img2pose_mm.utils import with_progress
 
-from .face_annotations import AnnotationError
+from .face_annotations import AnnotationError, check_same_source
 
 #: Where the landmarks of a sample come from (see the module docstring).
 LANDMARK_SOURCES = ('pt2d', 'pts_2d', 'pts_3d')
@@ -289,10 +289,7 @@ def convert_300wlp(root: str, out_json: str, landmarks: str = 'pt2d',
         if osp.isfile(meta_path):
             with open(meta_path, encoding='utf-8') as f:
                 previous = json.load(f)
-        changed = sorted(k for k in options if previous.get(k) != options[k])
-        if changed:
-            raise ValueError(f'cannot resume {partial}: it was made with different '
-                             f'{", ".join(changed)}; delete it or run without resume')
+        check_same_source(previous, options, partial)
         lines, done = _read_partial(partial)
         log(f'resuming {partial}: {len(lines)} images already written')
     elif osp.exists(partial):

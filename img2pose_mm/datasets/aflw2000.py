@@ -1,29 +1,5 @@
-"""AFLW2000-3D: one face per image, ground-truth Euler angles and 68 3D landmarks.
-
-Layout (the official release)::
-
-    <data_root>/<img prefix>/image00002.jpg
-    <data_root>/<img prefix>/image00002.mat   # Pose_Para (1x7), pt3d_68 (3x68), ...
-
-``Pose_Para`` = ``[pitch, yaw, roll, tx, ty, tz, scale]`` (angles in radians; the
-translation/scale belong to 3DDFA's weak-perspective model and are not used).
-``pt3d_68`` rows are x, y (pixels) and z of the 68 landmarks.
-
-Ground truth per image (docs/reference.md §7, img2pose's AFLW2000-3D evaluation):
-
-* angles (``gt_euler``) = the raw ``Pose_Para[:3]`` in degrees (pitch, yaw, roll), which
-  the original compares with the predictions' AFLW Euler angles without wrap-around; the
-  rotation of ``poses`` is their ``euler_to_rotvec(..., 'aflw')``;
-* translation = EPnP of the face model's 68 points against the x, y of ``pt3d_68`` with
-  the image camera (how img2pose labels faces; the original reports its translation
-  error against this pose); NaN when EPnP fails;
-* box = the landmark extent expanded by img2pose's box rule
-  (:func:`~img2pose_mm.structures.points_to_bbox`: width and height x1.1 about the
-  centre, then +0.3 of the extent towards the top of the head, located by the roll of
-  the EPnP pose), clipped to the image: the box the original matches detections to;
-* images with any ``|Pose_Para[:3]|`` above ``max_angle`` (99) degrees are skipped
-  (the standard 1969-image protocol); the count is logged and kept in
-  ``skipped_images``.
+"""AFLW2000-3D: one face per image, ground-truth Euler angles and 68 3D landmarks
+(layout and ground truth: docs/datasets.md, "The releases").
 """
 from __future__ import annotations
 
@@ -79,7 +55,7 @@ def read_aflw2000_mat(path: str) -> dict:
 
 @DATASETS.register_module()
 class AFLW2000Dataset(BaseDetDataset):
-    """AFLW2000-3D for head-pose evaluation (see the module docstring).
+    """AFLW2000-3D for head-pose evaluation (docs/datasets.md).
 
     ``data_info``::
 

@@ -1,21 +1,5 @@
-"""BIWI Kinect Head Pose: RGB frames with a per-frame head rotation and translation.
-
-Assumed layout (the common ``hpdb`` release)::
-
-    <data_root>/<img prefix>/<seq>/frame_00003_rgb.png
-    <data_root>/<img prefix>/<seq>/frame_00003_pose.txt
-
-``frame_XXXXX_pose.txt`` holds three rows of the 3x3 head rotation matrix, an
-optional blank line, then one row with the head-centre translation (millimetres,
-Kinect camera frame).
-
-Ground truth (docs/reference.md §7): the rotation is the 3x3 matrix **as written** (rows = file
-lines) turned into a rotation vector; its ``'aflw'``
-:func:`~img2pose_mm.structures.rotvec_to_euler` angles equal the ones the
-HopeNet/FSA-Net/img2pose BIWI evaluations derive from the transposed matrix. The
-millimetre translation lives in another camera and unit than img2pose's poses, so the
-``pose`` translation is NaN (kept raw as ``translation_mm``). BIWI has no face boxes:
-instances carry no ``bbox`` (use the centre selection of ``HeadPoseMetric``).
+"""BIWI Kinect Head Pose: RGB frames with a per-frame head rotation and translation
+(layout and ground truth: docs/datasets.md, "The releases").
 """
 from __future__ import annotations
 
@@ -68,7 +52,7 @@ def read_biwi_pose(path: str, tol: float = 1e-2) -> Tuple[np.ndarray, np.ndarray
 
 @DATASETS.register_module()
 class BIWIDataset(BaseDetDataset):
-    """BIWI Kinect Head Pose frames for head-pose evaluation (see the module docstring).
+    """BIWI Kinect Head Pose frames for head-pose evaluation (docs/datasets.md).
 
     ``data_info``::
 

@@ -1,18 +1,5 @@
-"""The img2pose JSON-list annotation format: parsing one entry, and the data_info built
-from it.
-
-One JSON object per line::
-
-    {"image_path": "images/0001.jpg",
-     "bboxes": [[x1, y1, x2, y2(, score)], ...],
-     "landmarks": [[[x, y] * 5 or 68], ...]}
-
-A landmark set that contains ``-1`` means "no pose for that face". A fifth number per
-box (a score) and a ``poses`` key are accepted and not used. An optional ``pose_para``
-key (``N`` rows of at least pitch, yaw, roll in radians: the first numbers of 300W-LP's
-``Pose_Para``, written by ``tools/dataset_converters/300wlp_to_json.py``) is the
-ground-truth rotation that the ``'pose_para'`` labelling uses
-(:mod:`img2pose_mm.datasets.face_labelling`).
+"""The img2pose JSON-list annotation format (docs/datasets.md): parsing one entry, and the
+data_info built from it.
 """
 from __future__ import annotations
 

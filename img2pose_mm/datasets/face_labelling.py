@@ -1,10 +1,5 @@
-"""Labelling the faces of one image: the annotated boxes checked, an EPnP pose per face.
-
-Shared by the JSON -> LMDB converter and by :class:`FacePoseJSONDataset` so that both
-annotate an image the same way: EPnP pose per face with the full-image camera, the face
-box built from the pose and the pose local to that box, all through the
-:class:`~img2pose_mm.structures.FaceModel`. Faces without a pose are invalid rows of the
-:class:`~img2pose_mm.structures.FacePoses`.
+"""Labelling the faces of one image: the annotated boxes checked, an EPnP pose per face
+(shared by the JSON -> LMDB converter and :class:`FacePoseJSONDataset`; docs/datasets.md).
 """
 from __future__ import annotations
 
@@ -34,29 +29,21 @@ POSE_STATUS = ('ok', 'landmarks missing (-1)', 'landmarks not finite (NaN or inf
                'pose implausible for its box')
 #: Why a face was dropped from an image (codes stored in the ``dropped_reasons`` array).
 BOX_PROBLEMS = ('box swapped or empty (x1 >= x2 or y1 >= y2)', 'box outside the image')
-#: How faces are labelled: ``'box'`` = the original's (EPnP in the camera of the
-#: annotated box cast to integers, box-local poses relative to that box), ``'image'`` =
-#: EPnP in the full image's camera, box-local poses relative to the pose's own box,
-#: ``'pose_para'`` = the original's 300W-LP labelling (rotation from each face's
-#: ``pose_para`` angles, translation from EPnP in the full image's camera, box-local
-#: poses relative to the roll-aware box of the landmarks). See :func:`label_faces`.
+#: How faces are labelled (docs/datasets.md, "Labelling"); ``'box'`` is the original's.
 LABELLING_MODES = ('box', 'image', 'pose_para')
-#: Default least IoU between a face's pose box and its annotated box: loose on purpose, it
-#: catches poses unrelated to their box (landmarks far off, swapped), not imprecise ones
-#: (a box of only the 5 points overlaps the pose box by about 0.15, a full face box by
-#: 0.5 - 0.8).
+#: Default least IoU between a face's pose box and its annotated box (loose on purpose).
 MIN_POSE_BOX_IOU = 0.1
 
 
 def clean_annotated_boxes(boxes: np.ndarray, img_shape: Sequence[int], integer: bool = True
                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The annotated boxes made usable, and the faces whose box is not.
+    """The annotated boxes made usable, and the faces whose box is not (swapped, empty or
+    outside the image; docs/datasets.md, "Labelling").
 
-    Rule: with ``integer`` the corners are truncated to integers (the original's
-    ``astype(int)``). A box whose ``x1 >= x2`` or ``y1 >= y2`` is dropped (swapped or
-    empty), and so is a box with no area inside the image. The boxes that are stored
-    (ignore regions, the boxes of faces without a pose) are clipped to the image; the
-    original's labelling camera is the unclipped box.
+    Args:
+        boxes: ``(N, 4)`` annotated boxes.
+        img_shape: ``(h, w)`` of the image.
+        integer: truncate the corners to integers (the original's ``astype(int)``).
 
     Returns:
         float64 ``(N, 4)`` boxes (integer, unclipped: the labelling boxes), float64
@@ -114,27 +101,16 @@ def label_faces(landmarks: np.ndarray, boxes: np.ndarray, img_shape: Sequence[in
                 face_model: FaceModelLike = None, mode: str = 'box',
                 min_iou: float = MIN_POSE_BOX_IOU,
                 pose_para: Optional[np.ndarray] = None) -> Dict[str, Any]:
-    """Poses of the faces of one image from their landmarks and boxes.
-
-    ``mode='box'`` labels as the original img2pose does (docs/reference.md §6): EPnP of
-    the landmarks shifted by the integer box corner in the camera of the box,
-    ``[[w+h, 0, w//2], [0, w+h, h//2], [0, 0, 1]]`` with the integer box size; that is
-    the box-local pose, and the global pose follows from it (the face model's decode).
-    ``mode='image'``: EPnP in the full image's camera, box-local poses relative to the
-    pose's own box. ``mode='pose_para'`` labels as the original's 300W-LP loader: the
-    rotation from ``pose_para`` and the translation from EPnP in the full image's camera
-    (:func:`pose_para_poses`), box-local poses relative to the landmarks' box expanded by
-    the face model's box rule with the roll of that pose (``points_to_bbox``: x1.1, y1.1,
-    +0.3 towards the top of the head, clipped to the image). Either way a face has no pose
-    (:data:`POSE_STATUS`) when its landmarks are missing (-1) or not finite, EPnP fails,
-    the face is behind the camera, its box is empty (the pose's box; the landmarks' box
-    with ``'pose_para'``), or the pose's box overlaps its annotated box by less than
-    ``min_iou`` (an implausible pose, e.g. landmarks far outside their box).
+    """Poses of the faces of one image from their landmarks and boxes (the labellings
+    and why a face gets no pose: docs/datasets.md, "Labelling").
 
     Args:
         landmarks: ``(N, M, 2)`` (M = 5 or 68).
         boxes: ``(N, 4)`` annotated boxes, already checked (:func:`clean_annotated_boxes`).
         img_shape: ``(h, w)`` of the image.
+        face_model: the face model (default: the packaged face).
+        mode: one of :data:`LABELLING_MODES`.
+        min_iou: least IoU of a pose's box with its annotated box (else no pose).
         pose_para: ``(N, 3)`` pitch, yaw, roll (radians) per face; needed by
             ``mode='pose_para'``, ignored otherwise.
 

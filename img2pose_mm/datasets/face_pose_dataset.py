@@ -1,50 +1,5 @@
 """Face-pose datasets: the LMDB made by ``tools/dataset_converters/json_to_lmdb.py`` and a
-plain folder variant (images + JSON list) for small or quick data.
-
-``data_info`` of both (see :func:`~img2pose_mm.datasets.face_annotations.make_data_info`)::
-
-    dict(img_id='00000012', img_path='/abs/path/img.jpg', height=H, width=W,
-         instances=[dict(bbox=[x1, y1, x2, y2], bbox_label=0, ignore_flag=0), ...],
-         poses=FacePoses(N, img_shape=(H, W)), landmarks=array(N, M, 2))
-
-Faces without a pose have ``ignore_flag=1``, an invalid row in ``poses`` and landmarks
-of -1; put :class:`BlackOutFacesWithoutPose` in the pipeline to black them out and drop
-them, or leave them as ignored instances.
-
-Sample pipelines (``PackFacePoseInputs`` gives ``gt_instances.poses``/``.landmarks``)::
-
-    train_pipeline = [
-        dict(type='LoadFacePoseImage'),
-        dict(type='LoadFacePoseAnnotations'),
-        dict(type='BlackOutFacesWithoutPose'),
-        dict(type='PoseRandomFlip', prob=0.5),
-        dict(type='PoseRandomCrop', scale_range=(0.7, 1.0)),
-        dict(type='PoseMultiScaleResize', min_size=(640, 672, 704, 736, 768, 800),
-             max_size=1400),
-        dict(type='RandomContrast', contrast_range=(0.5, 1.5), prob=0.5),
-        dict(type='RandomNoise', prob=0.2),
-        dict(type='PoseToBBox'),
-        dict(type='PackFacePoseInputs'),
-    ]
-    test_pipeline = [
-        dict(type='LoadFacePoseImage'),
-        dict(type='PoseResize', scale=(1400, 640), keep_ratio=True),
-        # annotations after the resize stay in the original image frame (as mmdet's
-        # boxes do at test time)
-        dict(type='LoadFacePoseAnnotations'),
-        dict(type='PackFacePoseInputs',
-             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
-    ]
-    train_dataloader = dict(
-        batch_size=2, num_workers=4, persistent_workers=True,
-        sampler=dict(type='DefaultSampler', shuffle=True),
-        dataset=dict(type='FacePoseLMDBDataset', data_root='data/',
-                     ann_file='WIDER_train.lmdb', filter_cfg=dict(filter_empty_gt=True),
-                     pipeline=train_pipeline))
-
-Pad images with ``DetDataPreprocessor(pad_size_divisor=32)`` (it keeps ``img_shape``
-unpadded, as the original); mmdet's ``Pad`` transform also works (see
-:class:`PackFacePoseInputs`).
+plain folder variant (images + JSON list); ``data_info`` and pipelines: docs/datasets.md.
 """
 from __future__ import annotations
 
@@ -111,10 +66,9 @@ class BaseFacePoseDataset(BaseDetDataset):
 class FacePoseLMDBDataset(BaseFacePoseDataset):
     """Faces with 6DoF poses from a face-pose LMDB (``ann_file`` = the ``.lmdb`` folder).
 
-    The annotations are read once when the dataset is built; image bytes are read per
-    sample from an LMDB environment opened lazily in each process (so it works with
-    ``num_workers > 0``, ``persistent_workers=True`` and any start method) and handed
-    to the pipeline as ``results['img_bytes']`` for :class:`LoadFacePoseImage`.
+    Annotations are read when the dataset is built, image bytes per sample (from an
+    environment opened in each process) as ``results['img_bytes']`` for
+    :class:`LoadFacePoseImage`.
 
     Extra ``data_info`` keys: ``lmdb_key`` (the record key, also ``img_id``) and
     ``source_line`` (its line in the JSON list).

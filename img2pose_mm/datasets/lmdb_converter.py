@@ -1,16 +1,5 @@
 """Convert an img2pose JSON list into a face-pose LMDB (the engine of
-``tools/dataset_converters/json_to_lmdb.py``).
-
-Per image: the encoded image bytes as they are in the file, and per face the EPnP
-global pose (camera of the full image), the box built from it, the pose local to that
-box and the landmarks (layout: :mod:`img2pose_mm.datasets.lmdb_record`). With
-``train=True`` the mean and standard deviation of the local poses of all faces with a
-pose are written next to the LMDB as ``<name>_pose_mean.npy`` / ``<name>_pose_stddev.npy``.
-
-The LMDB is written as ``<name>.lmdb.partial`` and renamed to ``<name>.lmdb`` only when
-complete; ``resume=True`` keeps the records an interrupted run had committed. Bad lines
-(malformed JSON, missing or corrupt image, ...) are reported with their line number and
-skipped.
+``tools/dataset_converters/json_to_lmdb.py``; docs/datasets.md, "The face-pose LMDB").
 """
 from __future__ import annotations
 
@@ -139,17 +128,9 @@ def convert(json_path: str, out_dir: str, name: str, train: bool = False,
         face_model: the face model that labels the faces (default: the packaged face);
             e.g. ``dict(reference_points=..., reference_points_5=...)`` with the original
             img2pose ``pose_references`` files.
-        labelling: ``'box'`` (default, the original's: EPnP in the camera of the
-            annotated box cast to integers; the stored box-local poses, and so the pose
-            statistics, are relative to those boxes), ``'image'`` (EPnP in the full
-            image's camera, box-local poses relative to the pose boxes) or
-            ``'pose_para'`` (the original's 300W-LP labelling of JSON lists with a
-            ``pose_para`` key: rotation from those angles, translation from EPnP in the
-            full image's camera, boxes and box-local poses from the roll-aware box of
-            the landmarks). See
-            :func:`~img2pose_mm.datasets.face_labelling.label_faces`. A list whose
-            first line has ``pose_para`` converted with another labelling gets a
-            warning (the angles are then ignored).
+        labelling: ``'box'`` (default, the original's), ``'image'`` or ``'pose_para'``
+            (docs/datasets.md, "Labelling"). A list whose first line has ``pose_para``
+            converted with another labelling gets a warning (the angles are ignored).
         min_pose_iou: a pose whose box overlaps its annotated box less is implausible
             and the face gets no pose.
         keep_images_without_pose: keep images where no face has a pose (the original

@@ -1,29 +1,5 @@
-"""The face-pose LMDB: record layout and safe (pickle-free) serialisation.
-
-An LMDB directory ``<name>.lmdb`` holds one record per image under a string key
-(the zero-padded line number of the JSON list it came from) plus three meta keys:
-
-* ``__keys__`` — JSON list of the record keys, in JSON-list order;
-* ``__len__``  — the number of records, as decimal text;
-* ``__meta__`` — JSON: format name and version, source, reference points, counts.
-
-A record is::
-
-    b'I2PM' | version (1 byte) | header length (uint32 LE) | header (UTF-8 JSON)
-            | arrays (np.savez bytes, loaded with allow_pickle=False) | image bytes
-
-The header holds ``image_path``, ``height``, ``width``, ``line``, ``arrays_size``,
-``image_size``. The arrays are ``bboxes`` (N, 4, checked: clipped, integer corners with
-the original's labelling; with ``labelling='pose_para'`` the roll-aware box of the
-landmarks for faces with a pose), ``poses`` (N, 6, global), ``local_poses`` (N, 6,
-box-local: w.r.t. ``bboxes`` with the original's labelling and with
-``labelling='pose_para'``, w.r.t. the pose's own box with ``labelling='image'``),
-``landmarks`` (N, M, 2), ``pose_valid`` (N,), ``pose_status`` (N,), ``faces`` (N,, the
-faces' indices in the JSON line), ``dropped`` and
-``dropped_reasons`` (faces left out for their box) and optionally ``pose_para`` (N, 3:
-pitch, yaw, roll in radians, the 300W-LP angles of the JSON list). Faces without a pose hold -9 in every
-pose field (written and read by :class:`~img2pose_mm.structures.FacePoses`).
-Nothing is unpickled when reading, so an LMDB from an untrusted source cannot run code.
+"""The face-pose LMDB: record layout (docs/datasets.md) and safe (pickle-free)
+serialisation: nothing is unpickled when reading.
 """
 from __future__ import annotations
 
@@ -58,7 +34,7 @@ def is_meta_key(key: Union[bytes, str]) -> bool:
 
 def encode_record(header: Dict[str, Any], arrays: Dict[str, np.ndarray],
                   image_bytes: bytes) -> bytes:
-    """Serialise one image record (see the module docstring)."""
+    """Serialise one image record (docs/datasets.md)."""
     buf = io.BytesIO()
     np.savez(buf, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
     array_bytes = buf.getvalue()

@@ -1,47 +1,6 @@
-"""300W-LP: the release's file layout, read into the img2pose JSON list with the
-ground-truth angles (``pose_para``) that the LMDB converter's ``'pose_para'`` labelling
-uses (the engine of ``tools/dataset_converters/300wlp_to_json.py``).
-
-Layout (the official release)::
-
-    <root>/AFW/AFW_134212_1_0.jpg
-    <root>/AFW/AFW_134212_1_0.mat        # pt2d (2 x 68), Pose_Para (1 x 7), Shape_Para, ...
-    <root>/AFW_Flip/AFW_134212_1_0.jpg   # mirrored copies, with the pt2d and Pose_Para
-    <root>/AFW_Flip/AFW_134212_1_0.mat   #   of the mirrored image
-    <root>/HELEN, HELEN_Flip, IBUG, IBUG_Flip, LFPW, LFPW_Flip
-    <root>/landmarks/AFW/AFW_134212_1_0_pts.mat   # pts_2d, pts_3d (68 x 2); no _Flip folders
-    <root>/Code/                          # ignored, as is every folder without images
-
-``Pose_Para`` = ``[pitch, yaw, roll, tx, ty, tz, scale]``: the angles in radians (the
-rest is 3DDFA's weak-perspective projection and is not used). Landmarks are taken as
-written (pixel coordinates, no shift).
-
-Landmark sources (``landmarks=``):
-
-* ``'pt2d'`` (default): ``pt2d`` of the ``.mat`` beside the image, the landmarks of the
-  fitted 3D face in that image. Every image has them, the flipped copies included, so
-  one rule labels the whole set.
-* ``'pts_2d'`` / ``'pts_3d'``: ``landmarks/<subset>/<stem>_pts.mat`` (``pts_2d``: the
-  2D-style 300-W markup whose jaw line follows the visible contour; ``pts_3d``: the
-  3D-style markup of AFLW2000-3D's ``pt3d_68``, which the AFLW2000-3D protocol boxes).
-  The release has no such files for the ``_Flip`` folders: those images (and any other
-  without one) fall back to their own ``pt2d``, counted in the summary.
-
-One JSON line per image (one face)::
-
-    {"image_path": "AFW/AFW_134212_1_0.jpg", "bboxes": [[x1, y1, x2, y2]],
-     "landmarks": [[[x, y] * 68]], "pose_para": [[pitch, yaw, roll]]}
-
-``image_path`` is relative to the data root (give it to the LMDB converter as
-``--image-root``); ``bboxes`` is the landmarks' extent, which the original's loader only
-checks (x1 < x2, y1 < y2): the ``'pose_para'`` labelling replaces it by the roll-aware box
-of the landmarks (:func:`~img2pose_mm.datasets.face_labelling.label_faces`).
-
-Bad samples — a ``.mat`` without ``Pose_Para`` or ``pt2d``, landmarks of the wrong
-shape or not finite, an image without its ``.mat`` or a ``.mat`` without its image — are
-reported with the file and what is wrong and left out; ``strict=True`` stops at the
-first one instead. The list is written as ``<out>.partial`` and renamed when complete;
-``resume=True`` keeps the lines an interrupted run had written.
+"""300W-LP: the release's files read into the img2pose JSON list with the ground-truth
+angles (``pose_para``), the engine of ``tools/dataset_converters/300wlp_to_json.py``
+(layout, landmark sources and output: docs/datasets.md, "The releases").
 """
 from __future__ import annotations
 
@@ -57,7 +16,7 @@ from img2pose_mm.utils import with_progress
 
 from .face_annotations import AnnotationError, check_same_source
 
-#: Where the landmarks of a sample come from (see the module docstring).
+#: Where the landmarks of a sample come from (docs/datasets.md).
 LANDMARK_SOURCES = ('pt2d', 'pts_2d', 'pts_3d')
 #: Suffix of the folders that hold the mirrored copies.
 FLIP_SUFFIX = '_Flip'
@@ -193,7 +152,7 @@ def pts_path(root: str, subset: str, stem: str) -> str:
 
 def sample_entry(root: str, subset: str, stem: str, landmarks: str = 'pt2d'
                  ) -> Tuple[Dict[str, Any], bool]:
-    """The JSON-list entry of one sample (see the module docstring).
+    """The JSON-list entry of one sample (docs/datasets.md).
 
     Returns:
         the entry and whether a ``pts_*`` source fell back to the sample's ``pt2d``.
@@ -244,12 +203,12 @@ def convert_300wlp(root: str, out_json: str, landmarks: str = 'pt2d',
                    subsets: Optional[Sequence[str]] = None, flipped: bool = True,
                    strict: bool = False, resume: bool = False, progress: bool = True,
                    log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
-    """Write the JSON list of a 300W-LP release (see the module docstring).
+    """Write the JSON list of a 300W-LP release (docs/datasets.md).
 
     Args:
         root: the release folder (``AFW/``, ``AFW_Flip/``, ..., ``landmarks/``).
         out_json: the JSON list to write (written as ``<out_json>.partial`` first).
-        landmarks: ``'pt2d'``, ``'pts_2d'`` or ``'pts_3d'`` (see the module docstring).
+        landmarks: ``'pt2d'``, ``'pts_2d'`` or ``'pts_3d'`` (docs/datasets.md).
         subsets: only these folders (e.g. ``['AFW', 'AFW_Flip']``); default: all.
         flipped: include the ``_Flip`` folders.
         strict: stop at the first bad sample (:class:`AnnotationError`); the lines

@@ -1,20 +1,5 @@
-"""WIDER FACE in its official layout (no pose: detection ground truth only).
-
-Layout (as downloaded)::
-
-    <data_root>/
-      WIDER_val/images/<event>/<name>.jpg
-      wider_face_split/wider_face_val_bbx_gt.txt
-      wider_face_split/wider_face_test_filelist.txt   (test: names only)
-      eval_tools/ground_truth/wider_face_val.mat, wider_{easy,medium,hard}_val.mat
-
-``wider_face_<split>_bbx_gt.txt`` repeats, per image: the path relative to
-``images/`` (``<event>/<name>.jpg``), the number of faces, then one row per face
-``x1 y1 w h blur expression illumination invalid occlusion pose``; an image with 0
-faces is followed by one dummy row (all zeros), which is skipped.
-
-mmdet 3.x already registers a ``WIDERFaceDataset`` (Pascal-VOC XML conversions), so
-this reader registers as ``WIDERFaceOfficialDataset``.
+"""WIDER FACE in its official layout (no pose: detection ground truth only; the layout
+and file format: docs/datasets.md, "The releases").
 """
 from __future__ import annotations
 

@@ -25,31 +25,22 @@ from img2pose_mm.structures import (
 )
 
 from .metainfo import FACE_METAINFO
+from .w300lp import load_mat, mat_pose_para
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 
 
 def read_aflw2000_mat(path: str) -> dict:
     """``Pose_Para`` ``(7,)`` and the 68 landmarks ``(68, 2)`` of one AFLW2000-3D .mat."""
-    from scipy.io import loadmat
     if not osp.isfile(path):
         raise FileNotFoundError(f'AFLW2000-3D annotation not found: {path}')
-    try:
-        mat = loadmat(path)
-    except Exception as err:  # scipy raises several types on a corrupt file
-        raise ValueError(f'{path}: cannot read .mat file ({err})') from None
-    for key in ('Pose_Para', 'pt3d_68'):
-        if key not in mat:
-            raise ValueError(f'{path}: missing variable {key!r}')
-    pose_para = np.asarray(mat['Pose_Para'], dtype=np.float64).ravel()
-    if pose_para.size < 3:
-        raise ValueError(f'{path}: Pose_Para must hold at least pitch, yaw, roll, got '
-                         f'{pose_para.size} values')
+    mat = load_mat(path, ('Pose_Para', 'pt3d_68'))
+    pose_para = mat_pose_para(mat, path)
     pts = np.asarray(mat['pt3d_68'], dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 68 or pts.shape[0] not in (2, 3):
         raise ValueError(f'{path}: pt3d_68 must be 3 x 68 (or 2 x 68), got {pts.shape}')
-    if not (np.isfinite(pose_para[:3]).all() and np.isfinite(pts[:2]).all()):
-        raise ValueError(f'{path}: Pose_Para or pt3d_68 contains NaN or inf')
+    if not np.isfinite(pts[:2]).all():
+        raise ValueError(f'{path}: pt3d_68 contains NaN or inf')
     return dict(pose_para=pose_para, landmarks=np.ascontiguousarray(pts[:2].T))
 
 

@@ -27,14 +27,35 @@ NUM_LANDMARKS = 68
 
 
 # ----------------------------------------------------------------------------- reading
-def _loadmat(path: str, names: Sequence[str]) -> Dict[str, Any]:
+def load_mat(path: str, names: Sequence[str]) -> Dict[str, Any]:
+    """The variables ``names`` of a ``.mat``; :class:`AnnotationError` naming the file when
+    it is missing or unreadable or lacks one of them."""
     from scipy.io import loadmat
     if not osp.isfile(path):
         raise AnnotationError(f'{path}: file not found')
     try:
-        return loadmat(path, variable_names=list(names))
+        mat = loadmat(path, variable_names=list(names))
     except Exception as err:  # scipy raises several types on a corrupt file
         raise AnnotationError(f'{path}: cannot read .mat file ({err})') from None
+    for name in names:
+        if name not in mat:
+            raise AnnotationError(f'{path}: missing variable {name!r}')
+    return mat
+
+
+def mat_pose_para(mat: Dict[str, Any], path: str) -> np.ndarray:
+    """``Pose_Para`` of a 3DDFA ``.mat`` (300W-LP, AFLW2000-3D) as float64 ``(K,)``, checked:
+    K >= 3 (pitch, yaw, roll, ...) and finite angles (:class:`AnnotationError` if not)."""
+    try:
+        pose_para = np.asarray(mat['Pose_Para'], dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise AnnotationError(f'{path}: Pose_Para is not a numeric array') from None
+    if pose_para.size < 3:
+        raise AnnotationError(f'{path}: Pose_Para must hold at least pitch, yaw, roll, got '
+                              f'{pose_para.size} values')
+    if not np.isfinite(pose_para[:3]).all():
+        raise AnnotationError(f'{path}: Pose_Para angles contain NaN or inf')
+    return pose_para
 
 
 def _landmark_array(value: Any, path: str, name: str, shape: Tuple[int, int]) -> np.ndarray:
@@ -64,20 +85,8 @@ def read_300wlp_mat(path: str, with_landmarks: bool = True) -> Dict[str, Any]:
             a ``pt2d`` that is not 2 x 68 or angles / landmarks that are not finite (the
             message names the file).
     """
-    names = ('Pose_Para', 'pt2d') if with_landmarks else ('Pose_Para',)
-    mat = _loadmat(path, names)
-    for name in names:
-        if name not in mat:
-            raise AnnotationError(f'{path}: missing variable {name!r}')
-    try:
-        pose_para = np.asarray(mat['Pose_Para'], dtype=np.float64).ravel()
-    except (TypeError, ValueError):
-        raise AnnotationError(f'{path}: Pose_Para is not a numeric array') from None
-    if pose_para.size < 3:
-        raise AnnotationError(f'{path}: Pose_Para must hold at least pitch, yaw, roll, got '
-                              f'{pose_para.size} values')
-    if not np.isfinite(pose_para[:3]).all():
-        raise AnnotationError(f'{path}: Pose_Para angles contain NaN or inf')
+    mat = load_mat(path, ('Pose_Para', 'pt2d') if with_landmarks else ('Pose_Para',))
+    pose_para = mat_pose_para(mat, path)
     landmarks = None
     if with_landmarks:
         landmarks = _landmark_array(mat['pt2d'], path, 'pt2d', (2, NUM_LANDMARKS)).T
@@ -93,10 +102,7 @@ def read_300wlp_pts(path: str, name: str = 'pts_3d') -> np.ndarray:
     """
     if name not in ('pts_2d', 'pts_3d'):
         raise ValueError(f"name must be 'pts_2d' or 'pts_3d', got {name!r}")
-    mat = _loadmat(path, (name,))
-    if name not in mat:
-        raise AnnotationError(f'{path}: missing variable {name!r}')
-    return _landmark_array(mat[name], path, name, (NUM_LANDMARKS, 2))
+    return _landmark_array(load_mat(path, (name,))[name], path, name, (NUM_LANDMARKS, 2))
 
 
 # ----------------------------------------------------------------------------- samples
@@ -304,6 +310,6 @@ def format_300wlp_summary(summary: Dict[str, Any], landmarks: str = 'pt2d',
     return '\n'.join(lines)
 
 
-__all__ = ['LANDMARK_SOURCES', 'FLIP_SUFFIX', 'read_300wlp_mat', 'read_300wlp_pts',
-           'find_300wlp_subsets', 'find_300wlp_samples', 'pts_path', 'sample_entry',
-           'convert_300wlp', 'format_300wlp_summary']
+__all__ = ['LANDMARK_SOURCES', 'FLIP_SUFFIX', 'load_mat', 'mat_pose_para', 'read_300wlp_mat',
+           'read_300wlp_pts', 'find_300wlp_subsets', 'find_300wlp_samples', 'pts_path',
+           'sample_entry', 'convert_300wlp', 'format_300wlp_summary']

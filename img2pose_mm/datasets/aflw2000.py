@@ -11,7 +11,6 @@ from typing import List, Optional
 import cv2
 import numpy as np
 import torch
-from mmdet.datasets import BaseDetDataset
 from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 
@@ -24,7 +23,7 @@ from img2pose_mm.structures import (
     solve_pnp,
 )
 
-from .metainfo import FACE_METAINFO
+from .face_pose_dataset import BaseFacePoseDataset
 from .w300lp import load_mat, mat_pose_para
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
@@ -45,7 +44,7 @@ def read_aflw2000_mat(path: str) -> dict:
 
 
 @DATASETS.register_module()
-class AFLW2000Dataset(BaseDetDataset):
+class AFLW2000Dataset(BaseFacePoseDataset):
     """AFLW2000-3D for head-pose evaluation (docs/datasets.md).
 
     ``data_info``::
@@ -69,14 +68,11 @@ class AFLW2000Dataset(BaseDetDataset):
             the translation of converted original weights).
     """
 
-    METAINFO = FACE_METAINFO
-
     def __init__(self, *args, max_angle: Optional[float] = 99.0,
                  face_model: FaceModelLike = None, **kwargs) -> None:
         self.max_angle = max_angle
         self.face_model = FaceModel.build(face_model)
         self.skipped_images: List[str] = []
-        kwargs.setdefault('data_prefix', dict(img=''))
         super().__init__(*args, **kwargs)
 
     def _image_stems(self, folder: str) -> List[str]:

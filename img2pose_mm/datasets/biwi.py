@@ -10,13 +10,12 @@ from typing import List, Tuple
 
 import numpy as np
 import torch
-from mmdet.datasets import BaseDetDataset
 from mmdet.registry import DATASETS
 
 from img2pose_mm.structures import FacePoses, matrix_to_rotvec, rotvec_to_euler
 
+from .face_pose_dataset import BaseFacePoseDataset
 from .image_files import image_shape_from_header
-from .metainfo import FACE_METAINFO
 
 FRAME_PATTERN = re.compile(r'^(frame_\d+)_rgb\.(png|jpg)$')
 
@@ -51,7 +50,7 @@ def read_biwi_pose(path: str, tol: float = 1e-2) -> Tuple[np.ndarray, np.ndarray
 
 
 @DATASETS.register_module()
-class BIWIDataset(BaseDetDataset):
+class BIWIDataset(BaseFacePoseDataset):
     """BIWI Kinect Head Pose frames for head-pose evaluation (docs/datasets.md).
 
     ``data_info``::
@@ -74,12 +73,6 @@ class BIWIDataset(BaseDetDataset):
             sequence folder.
         data_prefix: ``dict(img='hpdb/')``.
     """
-
-    METAINFO = FACE_METAINFO
-
-    def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault('data_prefix', dict(img=''))
-        super().__init__(*args, **kwargs)
 
     def _frames(self, root: str) -> List[str]:
         if self.ann_file:

@@ -30,14 +30,19 @@ _ARRAY_KEYS = ('bboxes', 'poses', 'pose_valid', 'landmarks')
 
 
 class BaseFacePoseDataset(BaseDetDataset):
-    """Common part of the face-pose datasets: one class ``face`` and the filters.
+    """Common part of the face datasets: one class ``face``, ``data_prefix`` defaulting to
+    ``dict(img='')`` and the filters.
 
-    ``filter_cfg`` (train only): ``filter_empty_gt`` drops images without a face that has
-    a pose (and is not ignored); ``min_size`` drops images whose width or height is
-    smaller.
+    ``filter_cfg`` (train only): ``filter_empty_gt`` drops images without a counted face
+    (with the face-pose datasets, a face that has a pose); ``min_size`` drops images
+    whose width or height is smaller (images of unknown size are kept).
     """
 
     METAINFO = FACE_METAINFO
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault('data_prefix', dict(img=''))
+        super().__init__(*args, **kwargs)
 
     def _serialize_data(self) -> Tuple[np.ndarray, np.ndarray]:
         """mmengine's serialisation, which fails on an empty dataset (all images
@@ -56,7 +61,7 @@ class BaseFacePoseDataset(BaseDetDataset):
         for info in self.data_list:
             if empty and not any(not inst['ignore_flag'] for inst in info['instances']):
                 continue
-            if min(info['width'], info['height']) < min_size:
+            if min(info.get('width', min_size), info.get('height', min_size)) < min_size:
                 continue
             kept.append(info)
         return kept
@@ -147,7 +152,6 @@ class FacePoseJSONDataset(BaseFacePoseDataset):
         self.labelling = labelling
         self.min_pose_iou = min_pose_iou
         self.keep_images_without_pose = keep_images_without_pose
-        kwargs.setdefault('data_prefix', dict(img=''))
         super().__init__(*args, **kwargs)
 
     def load_data_list(self) -> List[dict]:

@@ -7,10 +7,9 @@ import os.path as osp
 from typing import List
 
 import numpy as np
-from mmdet.datasets import BaseDetDataset
 from mmdet.registry import DATASETS
 
-from .metainfo import FACE_METAINFO
+from .face_pose_dataset import BaseFacePoseDataset
 
 WIDER_ATTRIBUTES = ('blur', 'expression', 'illumination', 'invalid', 'occlusion', 'pose')
 
@@ -93,7 +92,7 @@ def parse_wider_annotations(path: str) -> List[dict]:
 
 
 @DATASETS.register_module()
-class WIDERFaceOfficialDataset(BaseDetDataset):
+class WIDERFaceOfficialDataset(BaseFacePoseDataset):
     """WIDER FACE from ``wider_face_split/wider_face_<split>_bbx_gt.txt`` + images.
 
     ``data_info``::
@@ -118,11 +117,8 @@ class WIDERFaceOfficialDataset(BaseDetDataset):
             mode only).
     """
 
-    METAINFO = FACE_METAINFO
-
     def __init__(self, *args, invalid_as_ignored: bool = False, **kwargs) -> None:
         self.invalid_as_ignored = invalid_as_ignored
-        kwargs.setdefault('data_prefix', dict(img=''))
         super().__init__(*args, **kwargs)
 
     def load_data_list(self) -> List[dict]:
@@ -145,15 +141,6 @@ class WIDERFaceOfficialDataset(BaseDetDataset):
             data_list.append(dict(img_id=f'{event}/{name}', img_path=osp.join(img_root, rel),
                                   event=event, name=name, instances=instances))
         return data_list
-
-    def filter_data(self) -> List[dict]:
-        """``filter_empty_gt`` (train mode only): drop images without counted faces."""
-        if self.test_mode or not self.filter_cfg:
-            return self.data_list
-        if self.filter_cfg.get('filter_empty_gt', False):
-            return [info for info in self.data_list
-                    if any(not inst['ignore_flag'] for inst in info['instances'])]
-        return self.data_list
 
 
 __all__ = ['WIDER_ATTRIBUTES', 'parse_wider_annotations', 'WIDERFaceOfficialDataset']

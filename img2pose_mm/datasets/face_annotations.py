@@ -158,10 +158,8 @@ def make_data_info(img_id: str, img_path: str, height: int, width: int, bboxes: 
     landmarks = np.asarray(landmarks, dtype=np.float32)
     if landmarks.ndim != 3:
         landmarks = np.full((len(bboxes), 68, 2), LANDMARK_MISSING, dtype=np.float32)
-    info = dict(img_id=img_id, img_path=img_path, height=int(height), width=int(width),
-                instances=instances, poses=poses.to(torch.float32), landmarks=landmarks)
-    info.update(extra)
-    return info
+    return dict(img_id=img_id, img_path=img_path, height=int(height), width=int(width),
+                instances=instances, poses=poses.to(torch.float32), landmarks=landmarks, **extra)
 
 
 def check_same_source(previous: Dict[str, Any], current: Dict[str, Any], what: str,

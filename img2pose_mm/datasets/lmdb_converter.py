@@ -62,11 +62,6 @@ def _sha1_file(path: str) -> str:
     return digest.hexdigest()
 
 
-def record_key(line_no: int) -> str:
-    """LMDB key of the record made from line ``line_no`` (1-based) of the JSON list."""
-    return f'{line_no:08d}'
-
-
 def build_record(line_no: int, text: str, json_path: str, image_root: Optional[str],
                  face_model: FaceModelLike = None, labelling: str = 'box',
                  min_pose_iou: float = MIN_POSE_BOX_IOU,
@@ -222,7 +217,7 @@ def _write_records(writer: LMDBWriter, json_path: str, build: Callable[[int, str
     skipped: List[Tuple[int, str]] = []
     reused = 0
     for line_no, text in with_progress(iter_json_list(json_path), total, progress, sys.stderr):
-        key = record_key(line_no)
+        key = f'{line_no:08d}'          # the record key: the zero-padded line number
         if key in done:
             reused += 1
         else:
@@ -304,4 +299,4 @@ def _already_done(final: str, source: Dict[str, Any], out_dir: str, name: str, t
     return summary
 
 
-__all__ = ['convert', 'build_record', 'record_key']
+__all__ = ['convert', 'build_record']

@@ -14,7 +14,6 @@ from mmcv.transforms import BaseTransform
 from mmcv.transforms.utils import cache_randomness
 from mmdet.datasets.transforms import RandomFlip, Resize
 from mmdet.registry import TRANSFORMS
-from mmdet.structures.bbox import BaseBoxes
 from mmengine.logging import print_log
 
 from img2pose_mm.structures import FaceModel, FaceModelLike, mirror_permutation, scale_translate_map
@@ -265,15 +264,10 @@ class PoseRandomCrop(_PoseAware, BaseTransform):
             keep = keep | cut
         select_instances(results, keep)
         if results.get('gt_bboxes') is not None:
-            boxes = results['gt_bboxes']
-            if isinstance(boxes, BaseBoxes):
-                boxes.translate_([-x0, -y0])
-                boxes.clip_((ch, cw))
-            else:
-                boxes = boxes_numpy(boxes) - [x0, y0, x0, y0]
-                boxes[:, 0::2] = boxes[:, 0::2].clip(0, cw)
-                boxes[:, 1::2] = boxes[:, 1::2].clip(0, ch)
-                set_boxes(results, boxes)
+            boxes = boxes_numpy(results['gt_bboxes']) - [x0, y0, x0, y0]
+            boxes[:, 0::2] = boxes[:, 0::2].clip(0, cw)
+            boxes[:, 1::2] = boxes[:, 1::2].clip(0, ch)
+            set_boxes(results, boxes)
         self._move_poses(results, pixel_map)
         record_homography(results, pixel_map)
 

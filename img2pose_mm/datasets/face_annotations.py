@@ -17,12 +17,12 @@ class AnnotationError(ValueError):
     """A JSON-list entry (or the image it names) that cannot be used."""
 
 
-def _number_array(value: Any, what: str) -> np.ndarray:
+def number_array(value: Any, what: str) -> np.ndarray:
+    """``value`` as float64; :class:`AnnotationError` saying ``what`` is not numeric if not."""
     try:
-        arr = np.asarray(value, dtype=np.float64)
+        return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as err:
         raise AnnotationError(f'{what} is not a numeric array ({err})') from None
-    return arr
 
 
 def _parse_landmark_sets(raw: Any, num_faces: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -35,7 +35,7 @@ def _parse_landmark_sets(raw: Any, num_faces: int) -> Tuple[np.ndarray, np.ndarr
     missing = np.zeros(num_faces, dtype=bool)
     num_points = None
     for i, item in enumerate(raw):
-        arr = _number_array(item, f'landmark set {i}')
+        arr = number_array(item, f'landmark set {i}')
         if arr.ndim == 2 and arr.shape[0] in (5, 68) and arr.shape[1] == 2:
             if num_points not in (None, arr.shape[0]):
                 raise AnnotationError(f'landmark set {i} has {arr.shape[0]} points, '
@@ -65,7 +65,7 @@ def _parse_pose_para(raw: Any, num_faces: int) -> np.ndarray:
         raise AnnotationError(f'"pose_para" must be a list, got {type(raw).__name__}')
     if len(raw) != num_faces:
         raise AnnotationError(f'{len(raw)} "pose_para" rows for {num_faces} boxes')
-    rows = [_number_array(row, f'"pose_para" row {i}').reshape(-1) for i, row in enumerate(raw)]
+    rows = [number_array(row, f'"pose_para" row {i}').reshape(-1) for i, row in enumerate(raw)]
     for i, row in enumerate(rows):
         if len(row) < 3:
             raise AnnotationError(f'"pose_para" row {i} has {len(row)} numbers; expected '
@@ -98,7 +98,7 @@ def parse_annotation(entry: Any) -> Dict[str, Any]:
     raw_boxes = entry['bboxes']
     if not isinstance(raw_boxes, list):
         raise AnnotationError('"bboxes" must be a list')
-    rows = [_number_array(box, f'box {i}').reshape(-1) for i, box in enumerate(raw_boxes)]
+    rows = [number_array(box, f'box {i}').reshape(-1) for i, box in enumerate(raw_boxes)]
     bad = [i for i, row in enumerate(rows) if len(row) not in (4, 5)]
     if bad:
         raise AnnotationError(f'box {bad[0]} has {len(rows[bad[0]])} numbers; expected '
@@ -173,5 +173,5 @@ def check_same_source(previous: Dict[str, Any], current: Dict[str, Any], what: s
 
 __all__ = [
     'AnnotationError', 'parse_annotation', 'parse_json_line', 'iter_json_list',
-    'resolve_image_path', 'make_data_info', 'check_same_source',
+    'resolve_image_path', 'make_data_info', 'check_same_source', 'number_array',
 ]

@@ -14,7 +14,7 @@ import numpy as np
 
 from img2pose_mm.utils import with_progress
 
-from .face_annotations import AnnotationError, check_same_source
+from .face_annotations import AnnotationError, check_same_source, number_array
 
 #: Where the landmarks of a sample come from (docs/datasets.md).
 LANDMARK_SOURCES = ('pt2d', 'pts_2d', 'pts_3d')
@@ -46,10 +46,7 @@ def load_mat(path: str, names: Sequence[str]) -> Dict[str, Any]:
 def mat_pose_para(mat: Dict[str, Any], path: str) -> np.ndarray:
     """``Pose_Para`` of a 3DDFA ``.mat`` (300W-LP, AFLW2000-3D) as float64 ``(K,)``, checked:
     K >= 3 (pitch, yaw, roll, ...) and finite angles (:class:`AnnotationError` if not)."""
-    try:
-        pose_para = np.asarray(mat['Pose_Para'], dtype=np.float64).ravel()
-    except (TypeError, ValueError):
-        raise AnnotationError(f'{path}: Pose_Para is not a numeric array') from None
+    pose_para = number_array(mat['Pose_Para'], f'{path}: Pose_Para').ravel()
     if pose_para.size < 3:
         raise AnnotationError(f'{path}: Pose_Para must hold at least pitch, yaw, roll, got '
                               f'{pose_para.size} values')
@@ -60,10 +57,7 @@ def mat_pose_para(mat: Dict[str, Any], path: str) -> np.ndarray:
 
 def _landmark_array(value: Any, path: str, name: str, shape: Tuple[int, int]) -> np.ndarray:
     """``value`` as float64 of ``shape``; :class:`AnnotationError` naming the file if not."""
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise AnnotationError(f'{path}: {name} is not a numeric array') from None
+    arr = number_array(value, f'{path}: {name}')
     if arr.shape != shape:
         raise AnnotationError(f'{path}: {name} must be {shape[0]} x {shape[1]}, got '
                               + ' x '.join(str(n) for n in arr.shape))

@@ -39,11 +39,8 @@ def parse_wider_annotations(path: str) -> List[dict]:
     while lines and not lines[-1]:
         lines.pop()
 
-    def is_count(text: str) -> bool:
-        return text.isdigit()
-
     # a names-only list (the test split): no count line follows the first name
-    if len(lines) < 2 or not is_count(lines[1]):
+    if len(lines) < 2 or not lines[1].isdigit():
         images = []
         for n, line in enumerate(lines, 1):
             if not line:
@@ -60,7 +57,7 @@ def parse_wider_annotations(path: str) -> List[dict]:
         if not name:
             i += 1
             continue
-        if i + 1 >= len(lines) or not is_count(lines[i + 1]):
+        if i + 1 >= len(lines) or not lines[i + 1].isdigit():
             got = lines[i + 1] if i + 1 < len(lines) else 'end of file'
             raise ValueError(f'{path}:{n + 1}: expected the face count of {name!r}, '
                              f'got {got!r}')

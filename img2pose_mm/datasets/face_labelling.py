@@ -67,12 +67,8 @@ def clean_annotated_boxes(boxes: np.ndarray, img_shape: Sequence[int], integer: 
 
 def pose_para_poses(landmarks: np.ndarray, pose_para: np.ndarray, img_shape: Sequence[int],
                     face_model: FaceModelLike = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Global poses of 300W-LP faces (the original's 300W-LP labelling, docs/reference.md §6).
-
-    The rotation is the ``'aflw'`` reading of the ground-truth angles
-    (``euler_to_rotvec(pose_para, 'aflw')``, i.e. ``R^T = from_euler('xyz', [pitch, -yaw,
-    -roll])``); the translation is EPnP of the face model's points against the landmarks
-    in the full image's camera (points in single precision, as the original).
+    """Global poses of 300W-LP faces (the original's 300W-LP labelling, docs/reference.md §6):
+    rotation from the angles (``'aflw'``), translation from EPnP in the full image's camera.
 
     Args:
         landmarks: ``(N, M, 2)`` (M = 5 or 68, as the face model's points).

@@ -1,9 +1,5 @@
-"""Geometric transforms that keep ``gt_poses`` (and ``gt_landmarks``) right.
-
-Invariant kept by every transform here: projecting the 68 reference points with
-``gt_poses`` under the camera of the output image (``image_intrinsics(img_shape)``)
-lands where the projections under the input image moved to.
-"""
+"""Geometric transforms that keep ``gt_poses`` and ``gt_landmarks`` right (the invariant
+they keep: docs/conventions.md, "The data contract")."""
 from __future__ import annotations
 
 import logging

@@ -1,10 +1,5 @@
-"""Helpers shared by the pose-aware transforms (not registered).
-
-``results['gt_poses']`` is a :class:`~img2pose_mm.structures.FacePoses`: it knows the
-image it describes (``img_shape``) and which faces have a pose, so the transforms only
-call its methods. mmdet's ``Pad`` is not pose-aware: when it grew the image at the
-bottom/right, :func:`follow_pad` re-expresses the poses in the padded image's camera.
-"""
+"""Helpers shared by the pose-aware transforms (not registered); ``results['gt_poses']`` is
+a :class:`~img2pose_mm.structures.FacePoses` that knows its image, so they call its methods."""
 from __future__ import annotations
 
 from typing import Tuple

@@ -145,11 +145,6 @@ def find_300wlp_samples(root: str, subsets: Optional[Sequence[str]] = None,
     return samples
 
 
-def pts_path(root: str, subset: str, stem: str) -> str:
-    """Path of the ``landmarks/`` file of a sample."""
-    return osp.join(root, 'landmarks', subset, f'{stem}_pts.mat')
-
-
 def sample_entry(root: str, subset: str, stem: str, landmarks: str = 'pt2d'
                  ) -> Tuple[Dict[str, Any], bool]:
     """The JSON-list entry of one sample (docs/datasets.md).
@@ -168,7 +163,7 @@ def sample_entry(root: str, subset: str, stem: str, landmarks: str = 'pt2d'
         raise AnnotationError(f'{image_path}: annotation not found ({mat_path})')
     if not osp.isfile(image_path):
         raise AnnotationError(f'{mat_path}: image not found ({image_path})')
-    pts = pts_path(root, subset, stem) if landmarks != 'pt2d' else None
+    pts = osp.join(root, 'landmarks', subset, f'{stem}_pts.mat') if landmarks != 'pt2d' else None
     fell_back = pts is not None and not osp.isfile(pts)
     ann = read_300wlp_mat(mat_path, with_landmarks=pts is None or fell_back)
     points = ann['landmarks'] if pts is None or fell_back else read_300wlp_pts(pts, landmarks)
@@ -305,5 +300,5 @@ def format_300wlp_summary(summary: Dict[str, Any], landmarks: str = 'pt2d',
 
 
 __all__ = ['LANDMARK_SOURCES', 'FLIP_SUFFIX', 'load_mat', 'mat_pose_para', 'read_300wlp_mat',
-           'read_300wlp_pts', 'find_300wlp_subsets', 'find_300wlp_samples', 'pts_path',
-           'sample_entry', 'convert_300wlp', 'format_300wlp_summary']
+           'read_300wlp_pts', 'find_300wlp_subsets', 'find_300wlp_samples', 'sample_entry',
+           'convert_300wlp', 'format_300wlp_summary']

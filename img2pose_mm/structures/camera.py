@@ -1,29 +1,6 @@
 """Other cameras than img2pose's: a user's intrinsics and poses re-expressed in them.
 
-img2pose predicts every pose in the camera of the image it sees,
-``K0 = [[w + h, 0, w // 2], [0, w + h, h // 2], [0, 0, 1]]`` (docs/reference.md §3). A
-user who knows the real camera ``K`` of the photo wants the pose in ``K``: the face that
-``K`` would show on the *same pixels*. :func:`change_camera` computes it.
-
-What is exact and what is not (docs/conventions.md, "Your camera"):
-
-* Same camera (``K == K0``): the identity.
-* Otherwise a rigid face cannot cover exactly the same pixels in both cameras: a
-  change of focal length changes the perspective (the face moves to another depth to
-  keep its size), a change of principal point changes the direction it is seen from.
-  The closed form below is exact for the face origin's pixel and the depth scale, and
-  first-order exact for the rotation (exact under weak perspective); the
-  least-squares refinement over the reference points then puts the face's points on
-  the same pixels as closely as a rigid face can.
-
-1. Closed form: the origin keeps its pixel ``p = pi(K0 t)`` and its depth scales with
-   the focal length (``t'_z = t_z f / f0``, the face keeps its size), so
-   ``t' = t'_z K^-1 [p, 1]``; the rotation turns with the viewing ray of that pixel,
-   ``R' = Q R`` with ``Q`` the smallest rotation from ``t / |t|`` to ``t' / |t'|`` (the
-   face keeps the side it shows to the camera).
-2. Refinement (``points`` given): Levenberg-Marquardt steps on ``R', t'`` minimising the
-   squared distance between the points projected by ``K`` and by ``K0`` (the pixels),
-   batched over faces.
+What is exact and what is approximate: docs/conventions.md, "Your camera".
 """
 from __future__ import annotations
 
@@ -36,6 +13,7 @@ from torch import Tensor
 from .pose import (
     ShapeLike,
     _as_hw,
+    image_intrinsics,
     intrinsics_matrix,
     invert_intrinsics,
     project_points,
@@ -72,8 +50,7 @@ def camera_intrinsics(camera: CameraLike, img_shape: ShapeLike,
         like = like.double()
     h, w = _as_hw(img_shape, like)
     if camera is None:
-        return intrinsics_matrix(w + h, torch.div(w, 2, rounding_mode='floor'),
-                                 torch.div(h, 2, rounding_mode='floor'))
+        return image_intrinsics(img_shape, like)
     if isinstance(camera, Tensor):
         value = camera.detach().to(device=like.device, dtype=like.dtype)
     else:
@@ -180,7 +157,10 @@ def change_camera(poses: Tensor, src_intrinsics: Tensor, dst_intrinsics: Tensor,
                   points: Optional[Tensor] = None, iterations: int = 3) -> Tensor:
     """Poses seen by camera ``src`` re-expressed in camera ``dst``, on the same pixels.
 
-    See the module docstring for the closed form and what is exact.
+    Closed form: the face origin keeps its pixel and its depth scales with the focal
+    length; the rotation turns with the viewing ray of that pixel (the smallest rotation
+    from ``t`` to ``t'``). Then Levenberg-Marquardt steps bring ``points`` projected by
+    ``dst`` onto their pixels under ``src`` (docs/conventions.md, "Your camera").
 
     Args:
         poses: ``(N, 6)`` global poses in the ``src`` camera.

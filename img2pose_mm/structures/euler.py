@@ -1,26 +1,5 @@
-"""Euler angles of rotation vectors, with named conventions.
-
-A pose's rotation is a rotation vector (docs/conventions.md, "What the numbers mean");
-Euler angles are a way to *read* it. One function converts in each direction:
-:func:`rotvec_to_euler` and :func:`euler_to_rotvec`, both batched torch.
-
-Conventions (``convention=``):
-
-* ``'aflw'`` (default): img2pose's (pitch, yaw, roll), the angles of the AFLW2000-3D
-  and BIWI protocols (docs/reference.md §3): ``E = Rotation.from_matrix(R.T)
-  .as_euler('xyz')``, ``(pitch, yaw, roll) = (E0, -E1, -E2)``. The same numbers are the
-  intrinsic ``'XYZ'`` angles of ``R`` with the pitch negated. Positive yaw turns the
-  face towards the image's left, positive pitch raises the chin, positive roll tilts
-  the head clockwise in the image.
-* The twelve Tait-Bryan orders of scipy, ``'xyz'``, ``'xzy'``, ``'yxz'``, ``'yzx'``,
-  ``'zxy'``, ``'zyx'`` (lowercase: extrinsic, about the fixed camera axes) and
-  ``'XYZ'``, ... (uppercase: intrinsic, about the axes turning with the face): the
-  angles of ``Rotation.from_rotvec(r).as_euler(order)``, in the order of the letters.
-
-Angles are degrees unless ``degrees=False``. The first and third angles lie in
-``[-180, 180]``, the middle one in ``[-90, 90]`` (for ``'aflw'`` the middle one is the
-yaw). At the middle angle's +-90 degrees (gimbal lock) only the sum or difference of
-the other two is defined; the third one is then set to zero, as scipy does.
+"""Euler angles of rotation vectors, with named conventions (``'aflw'`` and scipy's twelve
+Tait-Bryan orders; docs/conventions.md, "Euler angles: named conventions").
 """
 from __future__ import annotations
 
@@ -92,7 +71,10 @@ def _axis_quaternions(angles: Tensor, axis: int) -> Tensor:
 
 
 def rotvec_to_euler(rotvecs: Tensor, convention: str = 'aflw', degrees: bool = True) -> Tensor:
-    """Euler angles ``(..., 3)`` of rotation vectors ``(..., 3)`` (see the module docstring).
+    """Euler angles ``(..., 3)`` of rotation vectors ``(..., 3)``.
+
+    The first and third angles lie in ``[-180, 180]``, the middle one in ``[-90, 90]``; at
+    gimbal lock the third one is 0, as in scipy.
 
     Args:
         rotvecs: rotation vectors in radians (a pose's ``[..., :3]``).

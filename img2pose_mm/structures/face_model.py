@@ -1,21 +1,5 @@
-"""The face model: the 3D reference face and the rules that tie poses to boxes.
-
-One :class:`FaceModel` holds everything that decides what a pose means in pixels:
-
-* the 68 (iBUG order) and 5 (eyes, nose, mouth corners) reference points;
-* the box-from-pose rule: extent x ``bbox_x_factor`` / ``bbox_y_factor`` plus
-  ``expand_forehead`` towards the top of the head;
-* the nearest-rotation method that turns the sheared matrices of a change of camera
-  back into rotations (``'svd'`` or ``'markley'``, see :func:`.pose.matrix_to_rotvec`);
-* the box-centre rounding of the decode (``integer_box_centre``): the original img2pose
-  decodes with an integer numpy camera, so the box centre it writes into it is
-  truncated to an integer; its training loss uses the fractional centre.
-
-A config declares it once (``face_model = dict(...)``) and hands it to the pose coder,
-the transforms, the datasets and the metrics. It is an ``nn.Module`` owned by the pose
-coder, so the detector saves it in every checkpoint with the pose statistics and a
-checkpoint is always decoded with the face it was trained with.
-"""
+"""The face model: the 3D reference face and the rules that tie poses to boxes
+(docs/conventions.md, "The face model")."""
 from __future__ import annotations
 
 import hashlib
@@ -32,11 +16,9 @@ from .pose import (
     ROTATION_METHODS,
     ShapeLike,
     global_to_local,
-    image_intrinsics,
     local_to_global,
     points_to_bbox,
-    project_points,
-    transform_points,
+    project_pose_points,
 )
 from .reference_face import load_reference_points
 
@@ -64,7 +46,7 @@ def _points(value: PointsLike, num_points: int) -> Tuple[Tensor, str]:
 
 
 class FaceModel(nn.Module):
-    """The 3D reference face plus the pose <-> box rules (see the module docstring).
+    """The 3D reference face plus the pose <-> box rules (docs/conventions.md).
 
     An ``nn.Module`` whose state is all tensors (the points as buffers, the rules as its
     extra state), so the face travels in every checkpoint of a model that owns it, and
@@ -198,8 +180,7 @@ class FaceModel(nn.Module):
 
     def project(self, poses: Tensor, img_shape: ShapeLike, num_points: int = 68) -> Tensor:
         """Pixels ``(N, M, 2)`` of the reference points under global ``poses`` ``(N, 6)``."""
-        points = self.points(num_points, poses)
-        return project_points(transform_points(points, poses), image_intrinsics(img_shape, poses))
+        return project_pose_points(self.points(num_points, poses), poses, img_shape)
 
     def points_to_bbox(self, points_2d: Tensor, roll: Tensor,
                        img_shape: Optional[ShapeLike] = None) -> Tensor:

@@ -1,23 +1,6 @@
 """``FacePoses``: global 6DoF face poses that know which are valid and which image they
-describe.
-
-The pose counterpart of mmdet's ``HorizontalBoxes`` and mmrotate's ``RotatedBoxes``: a
-torch-backed ``(N, 6)`` tensor ``[rx, ry, rz, tx, ty, tz]`` plus
-
-* ``valid`` ``(N,)`` bool — the one encoding of "this face has no pose" inside the
-  package (rows of invalid poses hold NaN and are never computed on);
-* ``img_shape`` ``(h, w)`` — the image whose camera
-  (:func:`~img2pose_mm.structures.image_intrinsics`) the poses are relative to.
-
-Transforms call its in-place methods (:meth:`flip_`, :meth:`warp_`, :meth:`rescale_`,
-:meth:`pad_`), which move the poses and ``img_shape`` together, so no side key has to
-remember the frame. It is packed as-is into ``gt_instances.poses``; ``InstanceData``
-indexes and concatenates it like a box type.
-
-Files mark a face without a pose with :data:`POSE_SENTINEL` (-9 in every field, as the
-original img2pose LMDBs do); :meth:`FacePoses.from_numpy` and :meth:`FacePoses.numpy`
-are the only places that read or write it.
-"""
+describe (the pose counterpart of mmdet's ``HorizontalBoxes``; docs/conventions.md, "The
+data contract")."""
 from __future__ import annotations
 
 from typing import Any, Optional, Sequence, Tuple, Union

@@ -28,7 +28,8 @@ PathLike = Union[str, os.PathLike]
 FIVE_POINT_NAMES = ('left_eye', 'right_eye', 'nose', 'mouth_left', 'mouth_right')
 
 
-def _load_points(path: PathLike, num_points: int) -> np.ndarray:
+@lru_cache(maxsize=16)
+def _load_points(path: str, num_points: int) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'reference points file not found: {path}')
@@ -53,12 +54,7 @@ def load_reference_points(path: Optional[PathLike] = None, num_points: int = 68)
         raise ValueError(f'num_points must be 5 or 68, got {num_points}')
     if path is None:
         path = DEFAULT_68 if num_points == 68 else DEFAULT_5
-    return _cached_points(str(path), num_points).copy()
-
-
-@lru_cache(maxsize=16)
-def _cached_points(path: str, num_points: int) -> np.ndarray:
-    return _load_points(path, num_points)
+    return _load_points(str(path), num_points).copy()
 
 
 @dataclass(frozen=True)

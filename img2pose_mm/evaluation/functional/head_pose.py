@@ -1,19 +1,5 @@
-"""Head-pose benchmark helpers: which detection answers for a face, and angle errors.
-
-Face selection (img2pose's protocols, docs/reference.md §7):
-
-* ``'iou'`` (AFLW2000-3D): among detections with ``score > score_thr`` the one of
-  highest IoU with the ground-truth box (for AFLW2000 the 68-landmark extent expanded
-  by the img2pose box rule, see :class:`~img2pose_mm.datasets.AFLW2000Dataset`);
-  IoU uses the inclusive-pixel ``+1`` convention of the original evaluation and must
-  be ``> min_iou`` (default 0: any overlap); ties go to the first detection.
-* ``'center'`` (BIWI): among detections with ``score > score_thr`` (0.9) the one whose
-  box centre ``(x1 + (x2 - x1) // 2, y1 + (y2 - y1) // 2)`` is closest to the image
-  centre ``(w // 2, h // 2)``.
-
-A face without a selectable detection is a *miss*. The original notebooks have fallbacks
-(``fallback='last'`` / ``'first'``), which only leave images without any detection missed.
-"""
+"""Head-pose benchmark helpers: which detection answers for a face (img2pose's protocols,
+docs/conventions.md "How the metrics score"), and angle errors."""
 from __future__ import annotations
 
 from typing import Optional, Sequence

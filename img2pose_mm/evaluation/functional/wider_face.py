@@ -1,30 +1,5 @@
-"""The official WIDER FACE evaluation protocol (``eval_tools`` of the benchmark).
-
-Facts the protocol fixes, reproduced here:
-
-* Ground truth comes from ``wider_face_val.mat`` (``event_list``, ``file_list``,
-  ``face_bbx_list``: boxes ``x, y, w, h``) and the faces that *count* in a setting
-  from ``wider_{easy,medium,hard}_val.mat`` (``gt_list``: 1-based face indices per
-  image). Every other face of the image is an *ignored* face.
-* Predictions of an image are evaluated in descending score order (a stable sort here;
-  the official threshold sweep takes the *last* prediction passing a threshold and so
-  presumes that order), and all scores of the images in the ground-truth list are min-max
-  normalised together (``norm_score.m``: the running max starts at MATLAB's
-  ``realmin('single')``, the running min at ``realmax('single')``; predictions for images
-  outside the list are never read).
-* Each prediction, in score order, is matched to the ground-truth face of highest
-  IoU (boxes ``[x, y, x + w, y + h]`` with the inclusive-pixel ``+1`` convention).
-  With IoU >= 0.5: an ignored face makes the prediction disappear (it is no
-  proposal), a counted face is recalled the first time. A second prediction on a
-  recalled face stays a proposal and so acts as a false positive.
-* 1000 score thresholds ``1 - t / 1000`` (t = 1..1000) give, summed over images,
-  proposals and recalled faces; precision = recalled / proposals, recall = recalled /
-  number of counted faces (images without predictions still count their faces).
-* AP is the VOC area under the precision envelope (``mrec``/``mpre`` sentinels, the
-  envelope from the right, area summed where recall changes). The official tool is
-  MATLAB, whose ``max`` ignores NaN: a 0/0 precision at thresholds above every score
-  does not poison the envelope; ``np.fmax`` reproduces that.
-"""
+"""The official WIDER FACE evaluation protocol (``eval_tools`` of the benchmark), as
+docs/conventions.md ("How the metrics score") describes it."""
 from __future__ import annotations
 
 import warnings
@@ -100,9 +75,8 @@ def normalize_scores(predictions: Mapping[ImageKey, np.ndarray],
     ``norm_score.m``.
 
     Only the images of the ground-truth list (``images``; default: every image) are read,
-    normalised and returned: predictions for other images take no part. The running max
-    starts at MATLAB's ``realmin('single')`` and the running min at ``realmax('single')``.
-    If all scores are equal (the official tool divides by zero) every score becomes 1.
+    normalised and returned: predictions for other images take no part. If all scores
+    are equal (the official tool divides by zero) every score becomes 1.
     """
     if images is not None:
         wanted = set(images)

@@ -22,34 +22,8 @@ MISS_POLICIES = ('exclude', 'frontal')
 class HeadPoseMetric(BaseMetric):
     """Yaw / pitch / roll MAE (degrees) of the detection chosen for each face.
 
-    Predicted poses go through :func:`img2pose_mm.structures.rotvec_to_euler` with the
-    ``'aflw'`` convention (docs/reference.md §3), the one :class:`~img2pose_mm.apis.Img2Pose`
-    reports; ground-truth angles are the dataset's own (``gt_euler``, e.g. AFLW2000-3D's raw
-    ``Pose_Para`` degrees) or, without them, the same conversion of the GT poses.
-
-    Face selection (see :mod:`img2pose_mm.evaluation.functional.head_pose`):
-    ``selection='iou'`` (AFLW2000-3D: best IoU with the ground-truth box, detections
-    with ``score > score_thr``, default 0) or ``selection='center'`` (BIWI: detection
-    with ``score > score_thr``, default 0.9, nearest the image centre), each with the
-    original notebook's ``fallback`` (``'last'`` / ``'first'``) or none.
-
-    Misses (faces without a selected detection) are reported as ``num_miss`` and
-    ``miss_rate``. With ``miss_policy='exclude'`` (default, the original evaluation)
-    they are left out of every error; with ``'frontal'`` a miss counts as a frontal
-    prediction (zero rotation), i.e. its error is the ground-truth angle itself, a
-    pessimistic bound (translation errors still skip misses).
-
-    Two protocols are set up by configs: the original's
-    (``configs/img2pose_r18_aflw2000.py``, ``configs/img2pose_r18_biwi.py``: raw angle
-    differences (``wrap_angles=False``) and the notebooks' fallbacks) and the project's
-    stricter variant (``wrap_angles=True``: differences wrapped into [-180, 180], no
-    fallback: a face no detection answers is a miss).
-
-    Reported keys: ``yaw``, ``pitch``, ``roll``, ``mae`` (mean of the three),
-    ``geodesic`` (mean rotation angle between prediction and ground truth, degrees),
-    ``num_faces``, ``num_miss``, ``miss_rate`` and, when some faces have a ground-truth
-    translation in img2pose's camera convention (valid GT poses), ``tx``, ``ty``, ``tz``
-    and ``t_mae`` (mean absolute errors in pose units) with ``num_translation``.
+    Face selection, miss policies, the two protocols and the reported keys:
+    docs/conventions.md, "How the metrics score".
 
     Ground truth per sample: ``gt_instances.poses`` (a ``FacePoses`` in the original image
     frame: load annotations after the resize), ``gt_instances.bboxes`` (for

@@ -25,21 +25,11 @@ from ._utils import event_and_name, get_field, sample_name, to_numpy
 class WIDERFaceMetric(BaseMetric):
     """Official WIDER FACE evaluation: AP at IoU 0.5 for the easy/medium/hard settings.
 
-    See :mod:`img2pose_mm.evaluation.functional.wider_face` for the protocol. Images
-    are identified by ``(event, name)``: the ``event``/``name`` meta keys when the
-    pipeline packs them, else the last folder and stem of ``img_path``.
-
-    Ground truth:
-
-    * ``gt_dir`` given: the official ``.mat`` files (``wider_face_val.mat`` and
-      ``wider_{easy,medium,hard}_val.mat``); data samples need no annotations. Images
-      of the .mat files without predictions count as images without detections.
-    * ``gt_dir=None`` (e.g. synthetic data): each sample's own faces, one setting
-      ``'all'`` where every face counts. Faces come from the raw ``instances`` meta key
-      when packed (original image frame, ``ignore_flag`` faces ignored), else from
-      ``gt_instances.bboxes`` (counted) and ``ignored_instances.bboxes`` (ignored),
-      which must then be in the original image frame (load annotations after
-      ``Resize`` in the test pipeline, as mmdet's VOC configs do).
+    The protocol and the ground truth without ``gt_dir``: docs/conventions.md, "How the
+    metrics score". Images are identified by ``(event, name)``: the ``event``/``name``
+    meta keys when the pipeline packs them, else the last folder and stem of
+    ``img_path``. With ``gt_dir`` the data samples need no annotations and images of the
+    .mat files without predictions count as images without detections.
 
     Args:
         gt_dir: folder of the official ground-truth ``.mat`` files, or None.

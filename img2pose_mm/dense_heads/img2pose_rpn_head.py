@@ -29,15 +29,11 @@ class Img2PoseRPNHead(RPNHead):
     convolutions still run in reduced precision.
 
     Faster on the devices in ``fast_devices`` (the CPU), with RPNHead's numbers up to
-    float rounding: the proposals' NMS stops once it has ``max_per_img`` of them
-    (:func:`leading_levelwise_nms`), the ReLU runs in place and on NCHW maps the score
-    and box convs are one matrix product (:func:`pointwise_convs`). In training its
-    backward reads only the positions of the sampled anchors (``sparse_backward``,
-    :func:`conv_relu_pointwise`): the same gradients, without the 3x3 convolution's
-    backward over every position. Elsewhere (e.g. CUDA, where ``.nonzero()`` would sync
-    the host every step and ``index_put_`` accumulates with non-deterministic atomics)
-    and under float16 autocast the head runs RPNHead's forward, NMS and autograd's
-    backward.
+    float rounding: :func:`leading_levelwise_nms`, an in-place ReLU, the score and box
+    convs as one matrix product (:func:`pointwise_convs`) and, in training, a backward
+    from the sampled anchors' positions only (``sparse_backward``,
+    :func:`conv_relu_pointwise`; docs/extending.md). Elsewhere and under float16
+    autocast the head runs RPNHead's forward, NMS and autograd's backward.
 
     Args:
         fast_devices: device types that take the faster branches (default

@@ -11,11 +11,8 @@ def leading_levelwise_nms(boxes: Tensor, scores: Tensor, level_ids: Tensor,
     """Indices of the ``max_num`` highest-scoring boxes kept by NMS run within each level
     (all of them if ``max_num <= 0``), highest score first.
 
-    Greedy NMS keeps a box unless a higher-scoring kept box of its level overlaps it, so
-    the boxes it keeps among the ``n`` best are those it keeps when run on the ``n`` best
-    alone. NMS therefore runs on the best ``2 * max_num`` boxes and on twice as many
-    each time that keeps fewer than ``max_num``: the RPN's 300 or 1000 proposals
-    come from a few thousand of its ~20000 candidates instead of all of them.
+    NMS runs on the best ``2 * max_num`` boxes, then on twice as many each time that keeps
+    fewer than ``max_num`` (why that is exact: docs/extending.md).
     """
     order = scores.argsort(descending=True)
     total = order.numel()

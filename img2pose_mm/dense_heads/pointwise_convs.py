@@ -17,13 +17,8 @@ def pointwise_product(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
 
 def pointwise_convs(x: Tensor, convs: Sequence[nn.Conv2d]) -> Tuple[Tensor, ...]:
     """The outputs of several 1x1 convolutions (with bias) of one NCHW-contiguous map,
-    computed as one batched matrix product ``W @ x[b].view(C, H * W)``.
-
-    The same numbers up to float rounding. On CPUs oneDNN's backward of a 1x1
-    convolution with a handful of output channels is memory-bound and slow: for the
-    RPN's score and box convs on a 2 x 256 x 160 x 240 map, forward + backward take
-    about 80 ms this way against 390 ms as two convolutions.
-    """
+    computed as one batched matrix product ``W @ x[b].view(C, H * W)`` (the same numbers up
+    to float rounding; faster backward on CPUs, docs/extending.md)."""
     weight = torch.cat([conv.weight.flatten(1) for conv in convs])
     bias = torch.cat([conv.bias for conv in convs])
     return pointwise_product(x, weight, bias).split([conv.out_channels for conv in convs], 1)

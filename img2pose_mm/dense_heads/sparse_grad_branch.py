@@ -1,15 +1,5 @@
 """A dense head's ``conv -> ReLU -> 1x1 convs`` branch whose backward works only where its
-outputs have a gradient.
-
-An RPN is trained on a few hundred sampled anchors per image (mmdet's ``RandomSampler``,
-256 by default): every other anchor has a zero loss weight, so the gradient reaching
-its score and box maps is zero at all but a few hundred of the ~50000 positions of a
-640x960 image's pyramid. Autograd still runs the 3x3 convolution's backward over
-every position (for img2pose's P2 level, 1.7 s of a 2-image training step on a 2-core
-CPU). :func:`conv_relu_pointwise` computes the same gradients from the positions that
-have one: a gather of their 3x3 input patches, three small matrix products and a
-scatter-add into the input's gradient.
-"""
+outputs have a gradient (docs/extending.md, "Inside the CPU speed branches")."""
 from __future__ import annotations
 
 from typing import Sequence, Tuple
@@ -134,8 +124,6 @@ def conv_relu_pointwise(x: Tensor, conv: nn.Conv2d,
     bias = torch.cat([p.bias for p in pointwise])
     return _ConvReLUPointwise.apply(x, conv.weight, conv.bias, weight, bias, conv.padding,
                                     conv.dilation, tuple(p.out_channels for p in pointwise))
-
-
 
 
 def supports_sparse_backward(conv: nn.Module, pointwise: Sequence[nn.Module]) -> bool:

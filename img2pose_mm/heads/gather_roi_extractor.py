@@ -1,24 +1,5 @@
-"""Multi-level RoIAlign as one weighted gather per level (``F.embedding_bag``).
-
-RoIAlign (average mode, fixed ``sampling_ratio``) is a fixed linear map: every output
-bin is the mean of ``sampling_ratio**2`` bilinear samples, i.e. a weighted sum of at most
-``4 * sampling_ratio**2`` feature-map pixels. :class:`GatherRoIExtractor` computes those
-pixel indices and weights for all RoIs of a level at once (tensor ops, no per-RoI loop)
-and lets ``F.embedding_bag(mode='sum', per_sample_weights=...)`` sum the channel vectors
-of the pixels (rows of the level seen as an ``(H * W, C)`` table, i.e. the NHWC layout):
-vectorised over the channels and multi-threaded, where mmcv's and torchvision's CPU
-kernels walk every RoI, channel and sample in one scalar thread. The sample positions,
-bilinear weights and out-of-map rules are those of mmcv's / torchvision's kernels
-(Caffe2's ``pre_calc``), so the output is theirs up to the order of the float
-additions (about 1e-7 relative); the backward pass is ``embedding_bag``'s (a scatter-add
-into the level), the same gradient as RoIAlign's backward.
-
-The features come out as ``(N, C, out, out)`` with a channels-last memory layout (a view
-of the gathered ``(N, out, out, C)`` rows); :class:`~img2pose_mm.heads.DoFRoIHead`
-flattens them once for both of its branches. Channels-last levels (the test-time layout
-of :class:`~img2pose_mm.data_preprocessors.ChannelsLastDataPreprocessor`) are read in
-place; NCHW levels are transposed into a table first.
-"""
+"""Multi-level RoIAlign as one weighted gather per level (``F.embedding_bag``); how and why:
+docs/extending.md, "Inside the CPU speed branches"."""
 from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple, Union

@@ -1,23 +1,5 @@
-"""mmdet's FPN with the finest level's lateral conv and upsampling folded into its output conv.
-
-The finest FPN output is ``conv3x3(lateral1x1(C) + upsample2x(coarse))``: a 3x3
-convolution over the full-resolution sum of two maps. Both terms are linear, so
-
-* ``conv3x3(lateral1x1(C))`` is one 3x3 convolution of ``C`` itself, with the weights
-  ``W3 @ W1`` (``C`` has few channels in small backbones: 64 for ResNet-18 against the
-  256 of the sum);
-* ``conv3x3(upsample2x(coarse))`` needs only the coarse map: each of the four output
-  phases ``(y % 2, x % 2)`` of a 3x3 convolution over a nearest-upsampled map is a 2x2
-  convolution of the coarse map with the taps that fall on the same coarse pixel
-  summed (:func:`nearest_upsampling_phase_kernels`); the lateral bias, constant inside
-  the image and zero in the padding like the coarse map, is added to the coarse map.
-
-Per output pixel and channel this is ``9 * C_in + 4 * C_mid`` multiply-adds instead of
-``C_in + 9 * C_mid``: for ResNet-18 (64 -> 256) 1600 instead of 2368, and the
-full-resolution sum, upsampled map and lateral map are never materialised. The result
-equals FPN's up to float rounding, forward and backward, with the same parameters and
-checkpoint keys.
-"""
+"""mmdet's FPN with the finest level's lateral conv and upsampling folded into its output conv
+(the algebra: docs/extending.md, "Inside the CPU speed branches")."""
 from __future__ import annotations
 
 from typing import List, Sequence, Tuple
@@ -101,7 +83,7 @@ def _plain_conv(module: nn.Module, kernel_size: int) -> nn.Conv2d | None:
 class FoldedFPN(FPN):
     """:class:`mmdet.models.necks.FPN` (same arguments, weights and checkpoint keys) that
     computes its finest output with the lateral conv and the upsampling folded into the
-    output conv (see the module docstring).
+    output conv (docs/extending.md).
 
     The fold is used on the devices in ``fast_devices`` where it saves work,
     ``8 * C_in < 5 * C_out`` (ResNet-18, MobileNetV2, RegNetX-3.2GF, Swin-T; not

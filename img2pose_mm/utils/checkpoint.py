@@ -1,11 +1,9 @@
 """Let mmengine checkpoints load under torch >= 2.6 (``weights_only=True`` by default).
 
 mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; its checkpoints hold a
-``message_hub`` with :class:`HistoryBuffer` objects and numpy arrays/scalars, which
-the safe unpickler refuses, so ``--resume`` fails. Instead of switching
-``weights_only`` off, we allow exactly those types, and we stop HistoryBuffer from
-pickling its (class-level) table of statistics functions, which would need the
-unsafe ``getattr`` global.
+``message_hub`` with :class:`HistoryBuffer` objects and numpy arrays/scalars. We allow
+exactly those types, and stop HistoryBuffer from pickling its class-level table of
+statistics functions, which would need the unsafe ``getattr`` global.
 """
 from __future__ import annotations
 

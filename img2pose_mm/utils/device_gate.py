@@ -1,16 +1,5 @@
-"""Where a part's speed branch runs: the one device check of every gated part.
-
-A gated part (:class:`~img2pose_mm.backbones.FoldedBNResNet`,
-:class:`~img2pose_mm.necks.FoldedFPN`, :class:`~img2pose_mm.dense_heads.Img2PoseRPNHead`,
-:class:`~img2pose_mm.heads.GatherRoIExtractor`,
-:class:`~img2pose_mm.data_preprocessors.ChannelsLastDataPreprocessor`) computes what its
-mmdet parent computes, faster on the devices it was measured on. It has one switch,
-``fast_devices`` (default ``('cpu',)``), and asks :func:`takes_fast_path` before every
-forward; everywhere else it runs its parent's code unchanged (docs/device_paths.md).
-
-:func:`record_paths` collects the decisions of a forward pass (which branch each part
-took): the tests and ``tools/analysis_tools/gpu_check.py`` read it. Tests simulate
-another device by patching :func:`device_type_of`.
+"""Where a part's speed branch runs: the one device check of every gated part
+(docs/device_paths.md). Tests simulate another device by patching :func:`device_type_of`.
 """
 from __future__ import annotations
 

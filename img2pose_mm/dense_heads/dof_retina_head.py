@@ -40,22 +40,9 @@ class DoFRetinaHead(RetinaHead):
                   \\-> pose_convs -> retina_pose -> A x 6 normalised anchor-local poses
 
     An anchor plays the part of img2pose's proposal: ``bbox_coder`` is a
-    :class:`~img2pose_mm.task_modules.PoseBBoxCoder` (an ``nn.Module``, so the face
-    model and the pose statistics are saved with the weights). There is no box-delta
-    regression: boxes are projected from the decoded poses.
-
-    * Targets: mmdet's assigner matches anchors to GT face boxes (IoU); the sampler
-      (``PseudoSampler``) is wrapped so that every positive carries its GT pose
-      (``pos_gt_poses``), which :func:`~img2pose_mm.heads.pose_targets.encode_pose_targets`
-      encodes in the anchor's frame. Faces without a pose give zero pose weight.
-    * Losses: ``loss_cls`` (focal loss) over all anchors; ``loss_dof`` and
-      ``loss_points`` over positives, averaged over the positives with a pose.
-    * Test: top-``nms_pre`` anchors per level above ``score_thr``, pose decode, boxes
-      projected from the poses, NMS on those boxes, ``max_per_img`` (<= 0 keeps all);
-      with ``rescale`` boxes and poses move to the original image. With
-      ``test_cfg.pose_voting=dict(iou_thr=...)`` each face NMS keeps takes the score x
-      IoU weighted mean pose of the anchors it suppresses (:func:`pose_box_voting`
-      with the kept anchor's score) and the box projected from that pose.
+    :class:`~img2pose_mm.task_modules.PoseBBoxCoder`, and boxes are projected from the
+    decoded poses (no box-delta regression). Targets, losses and the test path step by
+    step: docs/extending.md, "Put the 6DoF head on a one-stage detector".
 
     Args:
         num_classes: foreground classes (1 = face).
@@ -182,16 +169,10 @@ class DoFRetinaHead(RetinaHead):
         losses = dict(loss_cls=self.loss_cls(cls_score, labels, label_weights,
                                              avg_factor=avg_factor))
         pos = ((labels >= 0) & (labels < self.num_classes)).nonzero().squeeze(1)
-        losses.update(self.loss_pose(pose_pred[pos], pose_targets[pos], pose_weights[pos],
-                                     anchors[pos]))
+        losses.update(pose_losses(self.loss_dof, self.loss_points, self.bbox_coder,
+                                  pose_pred[pos], pose_targets[pos], pose_weights[pos],
+                                  anchors[pos]))
         return losses
-
-    def loss_pose(self, pose_pred: Tensor, pose_targets: Tensor, pose_weights: Tensor,
-                  anchors: Tensor) -> dict:
-        """``loss_dof`` and ``loss_points`` of the positive anchors ``(P, 6)`` / ``(P, 4)``,
-        averaged over those whose face has a pose."""
-        return pose_losses(self.loss_dof, self.loss_points, self.bbox_coder, pose_pred,
-                           pose_targets, pose_weights, anchors)
 
     # ------------------------------------------------------------------ testing
     def predict_by_feat(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],

@@ -1,19 +1,8 @@
-"""What every pose head does after its forward: NMS (or pose voting), cap, rescale.
-
-The two-stage :class:`~img2pose_mm.heads.DoFBBoxHead` and the one-stage
-:class:`~img2pose_mm.dense_heads.DoFRetinaHead` decode poses, project their boxes and
-then hand the candidates to :func:`postprocess_detections`, so both follow one set of
-test-config keys:
-
-* ``nms``: mmcv's ``batched_nms`` config on the projected boxes; its output scores are
-  kept (soft-NMS rescores the boxes it keeps);
-* ``pose_voting=dict(iou_thr=...)`` (optional): instead of plain NMS, every kept face
-  takes the score x IoU weighted mean pose of the candidates it suppresses
-  (:func:`~img2pose_mm.test_time_augs.pose_box_voting`, the kept candidate's score) and
-  the box projected from that pose;
-* ``max_per_img``: a cap (``<= 0`` keeps all, as img2pose);
-* with ``rescale`` the boxes and poses move to the original image
-  (:func:`rescale_detections`).
+"""What every pose head (``DoFBBoxHead``, ``DoFRetinaHead``) does after decoding poses and
+projecting their boxes: NMS (or pose voting), cap, rescale. Test-config keys: ``nms``
+(mmcv's ``batched_nms`` on the projected boxes, its scores kept: soft-NMS rescores),
+``pose_voting=dict(iou_thr=...)`` (instead of NMS, :func:`suppress_duplicates`),
+``max_per_img`` (``<= 0`` keeps all, as img2pose).
 """
 from __future__ import annotations
 
@@ -51,7 +40,12 @@ def rescale_detections(bboxes: Tensor, poses: Tensor, img_meta: dict,
 def suppress_duplicates(results: InstanceData, cfg: dict,
                         face_model: FaceModel, img_shape: Tuple[int, int]) -> InstanceData:
     """NMS or pose voting on ``results`` (``bboxes``, ``scores``, ``labels``, ``poses``),
-    best first, capped at ``cfg['max_per_img']``."""
+    best first, capped at ``cfg['max_per_img']``.
+
+    With ``pose_voting`` every face NMS keeps takes the score x IoU weighted mean pose of
+    the candidates it suppresses (:func:`pose_box_voting`, the kept candidate's score) and
+    the box projected from that pose.
+    """
     if len(results) == 0:
         return results
     nms_cfg = dict(cfg.get('nms', DEFAULT_NMS))

@@ -111,19 +111,19 @@ class DoFBBoxHead(ConvFCBBoxHead):
         self.loss_points = MODELS.build(loss_points)
 
     # ------------------------------------------------------------------ forward
+    def _mlp(self, x: Tensor, fcs: nn.ModuleList, predictor: nn.Module) -> Tensor:
+        x = x.flatten(1)
+        for fc in fcs:
+            x = self.relu(fc(x))
+        return predictor(x)
+
     def forward_cls(self, x: Tensor) -> Tensor:
         """Class scores ``(N, num_classes + 1)`` of RoI features ``(N, C, 7, 7)``."""
-        x = x.flatten(1)
-        for fc in self.cls_fcs:
-            x = self.relu(fc(x))
-        return self.fc_cls(x)
+        return self._mlp(x, self.cls_fcs, self.fc_cls)
 
     def forward_pose(self, x: Tensor) -> Tensor:
         """Normalised local poses ``(N, 6 * num_classes)`` of RoI features."""
-        x = x.flatten(1)
-        for fc in self.pose_fcs:
-            x = self.relu(fc(x))
-        return self.fc_pose(x)
+        return self._mlp(x, self.pose_fcs, self.fc_pose)
 
     def forward(self, x: Tensor, pose_inds: Optional[Tensor] = None,
                 rcnn_test_cfg: Optional[ConfigDict] = None) -> Tuple[Tensor, Tensor]:

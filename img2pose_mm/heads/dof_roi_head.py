@@ -73,12 +73,10 @@ class GivenBoxesMixin:
 class DoFRoIHead(GivenBoxesMixin, StandardRoIHead):
     """:class:`StandardRoIHead` for img2pose's :class:`DoFBBoxHead`.
 
-    mmdet's ``loss`` runs unchanged: the sampler is wrapped by
-    :class:`~img2pose_mm.heads.pose_targets.PoseSamplingWrapper`, so every sampling
-    result carries the GT poses of its positives. RoI features are extracted once; the
-    class branch runs on every sampled RoI and, during training, the pose branch only on
-    the positive ones (as in the original, whose BatchNorm statistics come from
-    positives). Predictions carry ``poses`` next to ``bboxes``, ``scores`` and ``labels``;
+    mmdet's ``loss`` runs unchanged (the sampler is wrapped by :class:`PoseSamplingWrapper`).
+    RoI features are extracted once; the class branch runs on every sampled RoI and,
+    during training, the pose branch only on the positive ones (as in the original, whose
+    BatchNorm statistics come from positives). Predictions carry ``poses``;
     :meth:`predict_for_boxes` gives the poses of given boxes (one per box).
     """
 
@@ -95,10 +93,8 @@ class DoFRoIHead(GivenBoxesMixin, StandardRoIHead):
 
         Args:
             pose_inds: RoIs (bool mask or indices) that get a pose; ``None`` = all.
-            rcnn_test_cfg: at test time: the pose branch runs only on the RoIs whose
-                class score can pass its ``score_thr`` (the others' poses are never
-                read; their rows of ``bbox_pred`` stay zero), the same detections for
-                less work.
+            rcnn_test_cfg: at test time: poses only for the RoIs whose class score can
+                pass its ``score_thr`` (:meth:`DoFBBoxHead.forward`).
         """
         bbox_feats = self.bbox_roi_extractor(float32_features(x, self.bbox_roi_extractor),
                                              rois)
@@ -125,11 +121,8 @@ class DoFRoIHead(GivenBoxesMixin, StandardRoIHead):
     def predict_bbox(self, x: Tuple[Tensor], batch_img_metas: List[dict],
                      rpn_results_list: InstanceList, rcnn_test_cfg: ConfigType,
                      rescale: bool = False) -> InstanceList:
-        """Detections with ``poses`` (global 6DoF) for every image of the batch.
-
-        mmdet's ``predict_bbox``, except that the pose branch runs only on the RoIs
-        whose class score can pass ``score_thr`` (the others' poses are never read;
-        their rows stay zero): the same detections for less work. With
+        """Detections with ``poses`` (global 6DoF) for every image of the batch: mmdet's
+        ``predict_bbox`` with poses for the RoIs that can pass ``score_thr`` only. With
         ``rcnn_test_cfg.pose_refine_steps = n > 0`` the poses are then refined
         (:meth:`refine_poses`).
         """

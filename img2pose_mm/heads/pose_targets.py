@@ -1,13 +1,7 @@
-"""How GT poses reach the heads' targets.
-
-mmdet's RoI heads hand the box head only ``sampling_results`` (``StandardRoIHead.bbox_loss``,
-``CascadeRoIHead.bbox_loss``); box targets travel in them as ``pos_gt_bboxes``. The pose
-targets travel the same way: :class:`PoseSamplingWrapper` wraps the head's sampler and adds
-``pos_gt_poses`` (the :class:`~img2pose_mm.structures.FacePoses` of the GT face of every
-positive, read through ``pos_assigned_gt_inds`` as ``FCNMaskHead.get_targets`` does), so
-mmdet's own ``loss`` loops run unchanged. Dense heads (``DoFRetinaHead``) wrap their
-sampler (mmdet's ``PseudoSampler``) the same way. :func:`encode_pose_targets` turns the
-matched poses into the normalised prior-local targets of either kind of head.
+"""How GT poses reach the heads' targets: :class:`PoseSamplingWrapper` adds ``pos_gt_poses``
+to the sampling results (read through ``pos_assigned_gt_inds`` as ``FCNMaskHead.get_targets``
+does), so mmdet's own ``loss`` loops run unchanged (docs/conventions.md, "The data
+contract"); :func:`encode_pose_targets` turns them into normalised prior-local targets.
 """
 from __future__ import annotations
 

@@ -261,10 +261,7 @@ class DoFBBoxHead(ConvFCBBoxHead):
 
         Proposals are clipped to the image; class scores above ``score_thr`` and
         proposals larger than ``min_bbox_size`` survive; their poses are decoded and the
-        projected boxes become the detections; then :func:`postprocess_detections`: NMS
-        on those boxes (soft-NMS scores kept) or ``pose_voting``, ``max_per_img`` (<= 0
-        keeps everything: the original has no cap) and, with ``rescale``, boxes and poses
-        in the original image.
+        projected boxes become the detections; then :func:`postprocess_detections`.
 
         ``rcnn_test_cfg.keep_all_rois=True`` gives one detection per RoI instead, in RoI
         order (its best class, no score or size filter, no NMS, no cap): the poses of

@@ -1,24 +1,5 @@
-"""Score-weighted box voting that carries 6DoF poses (img2pose's TTA merge).
-
-Greedy voting, as in img2pose's WIDER evaluation: take the highest-scoring box left
-(the *leader*), gather every box left whose IoU with it passes ``iou_thr`` into its
-cluster, merge, repeat. A member ``j`` of the cluster of leader ``k`` weighs
-``w_j = (s_j / s_k) * IoU(k, j)``:
-
-* box = ``sum(w_j b_j) / sum(w_j)``;
-* score = ``sum(w_j s_j)`` (``score_mode='vote'``, the original: boxes seen in many
-  views gain) or the leader's score (``'max'``);
-* translation = ``sum(w_j t_j) / sum(w_j)``;
-* rotation = the weighted quaternion mean (Markley et al. 2007): the principal
-  eigenvector of ``sum(w_j q_j q_j^T)``, which is invariant to the sign of each
-  quaternion and stays on the rotation manifold.
-
-Vectorised: the leaders are exactly the boxes greedy NMS keeps (compiled
-``mmcv.ops.batched_nms``); every box then joins the first leader, in score order,
-that it overlaps by more than ``iou_thr`` (a leader joins itself); the sums are
-``index_add``. Overlap semantics follow mmcv's NMS (``IoU > iou_thr``; the original
-used ``>=``, which differs only at exact equality).
-"""
+"""Score-weighted box voting that carries 6DoF poses (img2pose's TTA merge; the rule:
+docs/conventions.md, "Merging detections with poses")."""
 from __future__ import annotations
 
 from typing import NamedTuple, Optional

@@ -100,10 +100,8 @@ class PoseDetTTAModel(DetTTAModel):
                                 offset=cfg.offset)
         keep = slice(None) if cfg.max_per_img is None or cfg.max_per_img < 0 \
             else slice(0, cfg.max_per_img)
-        results = InstanceData()
-        results.bboxes = voted.bboxes[keep]
-        results.scores = voted.scores[keep]
-        results.labels = voted.labels[keep]
+        results = InstanceData(bboxes=voted.bboxes[keep], scores=voted.scores[keep],
+                               labels=voted.labels[keep])
         if voted.poses is not None:
             results.poses = voted.poses[keep]
         # report on the un-flipped view so the sample's meta matches its predictions

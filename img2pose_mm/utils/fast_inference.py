@@ -53,17 +53,12 @@ def autocast_forward(module: nn.Module, device_type: str, dtype: torch.dtype,
 
 
 def enable_bf16_inference(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
-    """Run backbone + neck and the pose heads' layers in bfloat16 (autocast).
+    """Run backbone + neck and the pose heads' layers in bfloat16 (autocast), in place.
 
-    The heads are the RoI head's MLPs of a two-stage model (class and pose branches) or
-    the dense head's convs of a one-stage one. Each part runs inside an autocast region
-    (:func:`autocast_forward`: forward hooks, no ``forward`` replaced); the neck's and
-    the heads' outputs come back as float32, so the RPN, proposal decoding, RoIAlign,
-    anchors, pose decoding and NMS stay in float32: box coordinates and poses keep their
-    precision (and mmcv's CPU NMS, which only takes float32, still works). Works on CPU
-    and CUDA; modifies ``model`` in place. On a device without native bfloat16 (an
-    AVX2-only CPU, see :func:`native_bf16`) it still does so, with a warning: emulated
-    bfloat16 is slower than float32 there.
+    Each part runs inside an autocast region (:func:`autocast_forward`); the neck's and
+    the heads' outputs come back as float32, so the RPN, RoIAlign, pose decoding and NMS
+    stay in float32 (docs/device_paths.md, "bfloat16 inference"). On a device without
+    native bfloat16 (:func:`native_bf16`) it warns: emulated bfloat16 is slower there.
     """
     device_type = next(model.parameters()).device.type
     if not native_bf16(device_type):

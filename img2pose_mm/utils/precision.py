@@ -73,10 +73,7 @@ def native_bf16(device_type: str) -> bool:
 
     CUDA: the device's own answer. CPU: bfloat16 instructions
     (:func:`cpu_bf16_instructions`: AVX512-BF16, AMX or ARM's bf16) that oneDNN also
-    uses. Without them bfloat16 runs emulated: tens of times slower than float32 on an
-    AVX2-only CPU (30x for the demo's backbone on an AVX2-only EPYC, measured), about
-    1.1x slower on an AVX512 Xeon without AVX512-BF16 (where oneDNN still reports
-    bfloat16 support).
+    uses. Without them bfloat16 runs emulated, slower than float32 (docs/benchmarks.md).
     """
     if device_type == 'cuda':
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()

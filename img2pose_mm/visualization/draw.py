@@ -42,9 +42,13 @@ def _default_mesh() -> FaceMesh:
     return load_reference_mesh()
 
 
+def _float64(values: ArrayOrTensor) -> np.ndarray:
+    return np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values,
+                      np.float64)
+
+
 def _as_poses(poses: ArrayOrTensor) -> torch.Tensor:
-    poses = torch.as_tensor(np.asarray(poses.detach().cpu() if isinstance(poses, torch.Tensor)
-                                       else poses, dtype=np.float64))
+    poses = torch.as_tensor(_float64(poses))
     if poses.numel() == 0:
         return poses.reshape(0, 6)
     if poses.ndim == 1:
@@ -73,8 +77,7 @@ def _intrinsics(img_shape: Sequence[int], intrinsics: Optional[ArrayOrTensor],
     """``intrinsics`` as a tensor like ``like``, or the camera of ``img_shape``."""
     if intrinsics is None:
         return image_intrinsics(img_shape, like)
-    return torch.as_tensor(np.asarray(intrinsics.detach().cpu() if isinstance(
-        intrinsics, torch.Tensor) else intrinsics, dtype=np.float64)).to(like)
+    return torch.as_tensor(_float64(intrinsics)).to(like)
 
 
 def project_mesh(poses: ArrayOrTensor, img_shape: Sequence[int],
@@ -260,11 +263,9 @@ def draw_bboxes(image: np.ndarray, bboxes: ArrayOrTensor, color: Color = (0, 255
     with OpenCV."""
     _check_image(image)
     out = image.copy() if copy else image
-    bboxes = np.asarray(bboxes.detach().cpu() if isinstance(bboxes, torch.Tensor) else bboxes,
-                        np.float64).reshape(-1, 4)
+    bboxes = _float64(bboxes).reshape(-1, 4)
     if scores is not None:
-        scores = np.asarray(scores.detach().cpu() if isinstance(scores, torch.Tensor)
-                            else scores, np.float64).reshape(-1)
+        scores = _float64(scores).reshape(-1)
     for i, box in enumerate(bboxes):
         if not np.isfinite(box).all():
             continue
@@ -284,8 +285,7 @@ def draw_landmarks(image: np.ndarray, landmarks: ArrayOrTensor, color: Color = (
     """Draw points ``(N, M, 2)`` (or ``(M, 2)``) as filled circles; skips non-finite ones."""
     _check_image(image)
     out = image.copy() if copy else image
-    points = np.asarray(landmarks.detach().cpu() if isinstance(landmarks, torch.Tensor)
-                        else landmarks, np.float64).reshape(-1, 2)
+    points = _float64(landmarks).reshape(-1, 2)
     for x, y in points[np.isfinite(points).all(1)]:
         cv2.circle(out, (int(round(x)), int(round(y))), radius, tuple(int(c) for c in color), -1,
                    cv2.LINE_AA)

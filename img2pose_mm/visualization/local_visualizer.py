@@ -12,7 +12,7 @@ from mmengine.structures import InstanceData
 import Sim3DR
 from img2pose_mm.structures import FacePoses, load_reference_points, project_pose_points
 
-from .draw import AXIS_COLORS, draw_landmarks, draw_pose_axes, render_pose_meshes
+from .draw import AXIS_COLORS, _as_poses, draw_landmarks, draw_pose_axes, render_pose_meshes
 
 Color = Tuple[int, int, int]
 
@@ -101,9 +101,7 @@ class PoseLocalVisualizer(DetLocalVisualizer):
             draw_pose_axes(out, poses, length=self.axis_length, thickness=self.axis_thickness,
                            colors=self.axis_colors, copy=False)
         if self.draw_landmarks:
-            poses = torch.as_tensor(np.asarray(poses.detach().cpu() if isinstance(
-                poses, torch.Tensor) else poses, dtype=np.float64)).reshape(-1, 6)
-            points = project_pose_points(self.landmark_points, poses, out.shape[:2])
+            points = project_pose_points(self.landmark_points, _as_poses(poses), out.shape[:2])
             draw_landmarks(out, points.numpy(), color=self.landmark_color,
                            radius=max(1, round(min(out.shape[:2]) / 400)), copy=False)
         return out

@@ -43,12 +43,8 @@ class PoseBBoxCoder(BaseBBoxCoder, nn.Module):
     in the proposal's frame, normalised by the training-set statistics. ``decode``
     inverts it and derives the face box by projecting the 68 reference points, so
     there is no box-delta regression at all. Every pose <-> pixel rule comes from the
-    :class:`~img2pose_mm.structures.FaceModel`.
-
-    The coder is an ``nn.Module``: the head that builds it (``self.bbox_coder``) owns
-    the face model and the statistics (buffers ``pose_mean``/``pose_stddev``) as its
-    state, so every checkpoint carries them and loading one restores them: a
-    checkpoint is decoded with the face and statistics it was trained with.
+    :class:`~img2pose_mm.structures.FaceModel`. An ``nn.Module``, so every checkpoint
+    carries the face and the statistics (docs/conventions.md, "The face model").
 
     Args:
         face_model: a :class:`~img2pose_mm.structures.FaceModel` or its arguments

@@ -69,18 +69,16 @@ class FoldedBNResNet(ResNet):
 
     def _block(self, block: nn.Module, x: Tensor) -> Tensor:
         if getattr(block, 'with_plugins', False) or getattr(block, 'with_dcn', False) \
-                or (block.with_cp and x.requires_grad):
+                or (block.with_cp and x.requires_grad) \
+                or not isinstance(block, (BasicBlock, Bottleneck)):
             return block(x)
         identity = x if block.downsample is None else _downsample(block.downsample, x)
-        if isinstance(block, BasicBlock):
-            out = block.relu(conv_bn(block.conv1, block.norm1, x))
-            out = conv_bn(block.conv2, block.norm2, out)
-        elif isinstance(block, Bottleneck):
-            out = block.relu(conv_bn(block.conv1, block.norm1, x))
+        out = block.relu(conv_bn(block.conv1, block.norm1, x))
+        if isinstance(block, Bottleneck):
             out = block.relu(conv_bn(block.conv2, block.norm2, out))
             out = conv_bn(block.conv3, block.norm3, out)
         else:
-            return block(x)
+            out = conv_bn(block.conv2, block.norm2, out)
         out += identity
         return block.relu(out)
 

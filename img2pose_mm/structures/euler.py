@@ -39,18 +39,13 @@ def euler_names(convention: str = 'aflw') -> Tuple[str, str, str]:
     return tuple(AXIS_NAMES[axis] for axis in convention.lower())
 
 
-def _axes(order: str) -> Tuple[int, int, int, float]:
-    """Axis indices of an order and the sign of its permutation (+1 for cyclic)."""
-    i, j, k = ('xyz'.index(a) for a in order.lower())
-    return i, j, k, (1.0 if (j - i) % 3 == 1 else -1.0)
-
-
 def _extrinsic_angles(m: Tensor, order: str) -> Tensor:
     """Angles ``(a, b, c)`` (radians) with ``m = R_k(c) R_j(b) R_i(a)``, order ``'ijk'``.
 
     At gimbal lock (``cos b`` below ``sqrt(eps)``) ``c`` is set to zero.
     """
-    i, j, k, sign = _axes(order)
+    i, j, k = ('xyz'.index(a) for a in order.lower())
+    sign = 1.0 if (j - i) % 3 == 1 else -1.0   # the sign of the axis permutation
     cos_b = torch.hypot(m[..., i, i], m[..., j, i])
     b = torch.atan2(-sign * m[..., k, i], cos_b)
     a = torch.atan2(sign * m[..., k, j], m[..., k, k])

@@ -161,11 +161,8 @@ class FaceModel(nn.Module):
     # ------------------------------------------------------------------ geometry
     def points(self, num_points: int = 68, like: Optional[Tensor] = None) -> Tensor:
         """The 68 or 5 reference points, in the dtype/device of ``like``."""
-        if num_points == 68:
-            points = self.points_68
-        elif num_points == 5:
-            points = self.points_5
-        else:
+        points = {68: self.points_68, 5: self.points_5}.get(num_points)
+        if points is None:
             raise ValueError(f'num_points must be 5 or 68, got {num_points}')
         return points if like is None else points.to(like)
 

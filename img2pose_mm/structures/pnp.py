@@ -78,7 +78,6 @@ def pose_from_landmarks(landmarks: np.ndarray, reference_points: np.ndarray,
         img_shape: ``(h, w)`` of the image the landmarks live in.
 
     Returns:
-        poses ``(N, 6)`` float64 (rows of faces without a solution are NaN) and a
-        ``(N,)`` bool mask of faces that got a pose.
+        poses ``(N, 6)`` and the mask of faces that got one, as :func:`solve_pnp`.
     """
     return solve_pnp(landmarks, reference_points, image_intrinsics(tuple(img_shape)).numpy())

@@ -81,10 +81,8 @@ def box_intrinsics(bboxes: Tensor, img_shape: ShapeLike, integer_centre: bool = 
 
 def local_intrinsics(bboxes: Tensor) -> Tensor:
     """The camera of a box seen as its own image: ``[[w+h, 0, w//2], [0, w+h, h//2]]``."""
-    bw = bboxes[..., 2] - bboxes[..., 0]
-    bh = bboxes[..., 3] - bboxes[..., 1]
-    return intrinsics_matrix(bw + bh, torch.div(bw, 2, rounding_mode='floor'),
-                             torch.div(bh, 2, rounding_mode='floor'))
+    return image_intrinsics(torch.stack([bboxes[..., 3] - bboxes[..., 1],
+                                         bboxes[..., 2] - bboxes[..., 0]], -1), bboxes)
 
 
 def invert_intrinsics(K: Tensor) -> Tensor:

@@ -15,12 +15,9 @@ class ChannelsLastDataPreprocessor(DetDataPreprocessor):
     """:class:`DetDataPreprocessor` whose test-time batch comes out in ``channels_last``
     memory layout on the devices in ``fast_devices``.
 
-    The values are unchanged; only the layout differs. oneDNN's CPU convolutions take
-    NHWC input without reordering it, every following convolution, upsampling and
-    pooling keeps the layout, and the FPN levels come out NHWC, which is what
-    :class:`~img2pose_mm.heads.GatherRoIExtractor` gathers from. Training batches stay
-    NCHW: oneDNN's channels-last convolution *backward* is several times slower on
-    the CPU. Elsewhere (e.g. CUDA) the batch stays as mmdet makes it.
+    The values are unchanged; only the layout differs: the FPN levels come out NHWC,
+    what :class:`~img2pose_mm.heads.GatherRoIExtractor` gathers from. Training batches
+    stay NCHW (oneDNN's channels-last convolution *backward* is slower on the CPU).
 
     Args:
         fast_devices: device types that get the NHWC batch (default ``('cpu',)``;

@@ -65,10 +65,8 @@ class DoFBBoxHead(ConvFCBBoxHead):
 
     ``bbox_coder`` is a :class:`~img2pose_mm.task_modules.PoseBBoxCoder`: the targets are
     normalised proposal-local poses and boxes are derived from the decoded poses. Poses
-    are class-specific (6 per foreground class). The pose targets come from
-    ``sampling_results[i].pos_gt_poses`` (see
-    :class:`~img2pose_mm.heads.pose_targets.PoseSamplingWrapper`). The coder is a
-    submodule: its face model and pose statistics are saved with the weights.
+    are class-specific (6 per foreground class); their targets come from
+    ``sampling_results[i].pos_gt_poses`` (:class:`PoseSamplingWrapper`).
 
     Args:
         num_classes: foreground classes (1 = face).

@@ -56,12 +56,11 @@ class GivenBoxesMixin:
 
     def predict_for_boxes(self, x: Tuple[Tensor], rpn_results_list: InstanceList,
                           batch_data_samples: SampleList, rescale: bool = True) -> InstanceList:
-        """One detection per box of each ``rpn_results_list[i].bboxes``, in their order.
-
-        The boxes (network-input pixels, the frame of RPN proposals) are the RoIs: no
-        RPN, no score or size filter, no NMS between them. Each result holds the
-        face ``scores`` (softmax), ``labels``, ``poses`` (global) and ``bboxes`` (the
-        pose-projected boxes), in the original image's frame with ``rescale``.
+        """One detection per box of each ``rpn_results_list[i].bboxes`` (network-input
+        pixels), in their order: no score or size filter, no NMS between them
+        (docs/conventions.md, "Poses for boxes found by another detector"). Results hold
+        ``scores``, ``labels``, global ``poses`` and the pose-projected ``bboxes``, in the
+        original image's frame with ``rescale``.
         """
         cfg = ConfigDict(copy.deepcopy(dict(self.test_cfg or {})))
         cfg.keep_all_rois = True

@@ -1,18 +1,9 @@
 """6DoF face pose geometry: the single implementation used by the whole project.
 
-Conventions
------------
-* A pose is ``[rx, ry, rz, tx, ty, tz]``: a rotation vector (radians) and a
-  translation. Points of the reference face ``P`` map to the camera frame as
-  ``P @ R.T + t``. Shapes are ``(..., 6)``.
-* ``img_shape`` is ``(h, w)`` as in mmdet, either a pair of numbers shared by the
-  batch or a tensor of shape ``(N, 2)``.
-* The camera of an image of size ``w x h`` is
-  ``K = [[w + h, 0, w // 2], [0, w + h, h // 2], [0, 0, 1]]``.
-* Boxes are ``(x1, y1, x2, y2)`` in pixels, shape ``(N, 4)``.
-
-Every function is batched, differentiable where it makes sense and works on any
-device and floating dtype; nothing loops over poses in Python.
+Shapes and the camera: docs/conventions.md. Reference points ``P`` map to the camera frame
+as ``P @ R.T + t``; ``img_shape`` is ``(h, w)`` shared by the batch or a tensor ``(N, 2)``.
+Every function is batched, differentiable where it makes sense and works on any device and
+floating dtype.
 """
 from __future__ import annotations
 

@@ -26,6 +26,12 @@ quiet_pip() {
   rm -f "$log"
 }
 
+if [ -L "$VENV" ] && [ ! -e "$VENV" ]; then
+  echo "setup: $VENV is a link to $(readlink "$VENV"), which does not exist; remove the link" \
+       "or create its target, then run make setup again" >&2
+  exit 1
+fi
+
 if [ ! -x "$PY" ]; then
   step "creating $VENV with $PYTHON"
   "$PYTHON" -m venv "$VENV"

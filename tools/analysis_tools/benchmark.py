@@ -2,51 +2,9 @@
 """Inference latency with a per-stage breakdown, training iteration time and peak memory.
 
     python tools/analysis_tools/benchmark.py configs/img2pose_r18.py \\
-        [--checkpoint CKPT] --img-size 640 960 --num-proposals 1000 --repeats 20 \\
-        --train --batch-size 2 --out work_dirs/bench.json
-    python tools/analysis_tools/benchmark.py configs/img2pose_r18.py \\
-        configs/retina_img2pose_r18_fpn.py --img-size 640 960    # side by side
-    python tools/analysis_tools/benchmark.py configs/retina_img2pose_r18_fpn.py \\
-        configs/retina_img2pose_mobilenetv2.py --fps --backend pytorch onnxruntime \\
-        --img-size 480 640 --threads 2 --device cpu --out fps.json  # frames per second
+        configs/retina_img2pose_r18_fpn.py --img-size 640 960 [--train] [--fps]
 
-Stages of a two-stage model (each timed separately, median over ``--repeats`` after
-``--warmup`` runs, the device synchronised around every stage):
-
-* ``backbone_fpn``  -- ``model.extract_feat``
-* ``rpn``           -- proposals (``test_cfg.rpn.max_per_img`` = ``--num-proposals``)
-* ``roi_features``  -- one RoIAlign pass over P2-P5 for all proposals
-* ``heads``         -- class and pose MLPs
-* ``decode_nms``    -- pose decode, boxes from poses, NMS (``--score-thr 0`` by default,
-  so every proposal is decoded: the worst case)
-
-and of a one-stage model (``DoFRetinaHead``):
-
-* ``backbone_fpn``  -- ``model.extract_feat``
-* ``dense_head``    -- the head's convs on every level (class scores + poses per anchor)
-* ``decode_nms``    -- top ``test_cfg.nms_pre`` anchors per level above ``--score-thr``
-  (0: the worst case), pose decode, boxes from poses, NMS
-
-Several configs are timed one after the other in the same process on the same inputs;
-the summary gives each one's end-to-end speed-up over the first.
-
-``end_to_end`` times ``model.test_step`` on the same batch. With ``--train``, a
-training iteration (forward, backward, SGD step) on ``--batch-size`` images with faces.
-Peak memory: ``torch.cuda.max_memory_allocated`` on GPU, the process's peak resident
-set size on CPU.
-
-``--fps`` times the ``Img2Pose`` API end to end instead, from a decoded ``--img-size``
-RGB frame (a photo with a little noise, kept at that size by the test resize) to the
-list of face dicts, with each ``--backend`` side by side in one run
-(:mod:`img2pose_mm.deployment.frame_rate`): PyTorch and onnxruntime with ``--threads``
-threads each, the graph exported from the same weights (or ``--onnx``). Every detection
-the model gives becomes a face (the API's threshold is the model's ``score_thr``). On
-random weights (no ``--checkpoint``) the one-stage face classifier is shifted so that
-``--candidates`` anchors of the frame pass the score threshold, and the two-stage RPN's
-objectness is spread like a trained RPN's (the default initialisation gives every anchor
-0.5 +- 0.02, where float rounding alone reorders the top anchors); other proposal counts
-through ``--cfg-options model.test_cfg.rpn.max_per_img=N``. Reported: the median time per
-frame and its frame rate, the faces found and how far the backends' faces are apart.
+The stages, ``--train`` and ``--fps``: docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -128,6 +86,15 @@ def face_sample(h: int, w: int, num_faces: int, generator: torch.Generator) -> D
     return sample
 
 
+def face_batch(num: int, h: int, w: int, seed: int) -> dict:
+    """``num`` random ``h x w`` images with three faces each (a ``test_step``/``train_step``
+    batch)."""
+    g = torch.Generator().manual_seed(seed)
+    return dict(inputs=[torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
+                        for _ in range(num)],
+                data_samples=[face_sample(h, w, 3, g) for _ in range(num)])
+
+
 TWO_STAGE_STAGES = ('backbone_fpn', 'rpn', 'roi_features', 'heads', 'decode_nms')
 ONE_STAGE_STAGES = ('backbone_fpn', 'dense_head', 'decode_nms')
 
@@ -136,19 +103,12 @@ def stage_names(model) -> Tuple[str, ...]:
     return TWO_STAGE_STAGES if getattr(model, 'with_rpn', False) else ONE_STAGE_STAGES
 
 
-def inference_inputs(model, h: int, w: int):
-    """One preprocessed ``h x w`` image with three faces: ``(data, inputs, samples)``."""
-    g = torch.Generator().manual_seed(0)
-    image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
-    data = dict(inputs=[image], data_samples=[face_sample(h, w, 3, g)])
-    batch = model.data_preprocessor(data, False)
-    return data, batch['inputs'], batch['data_samples']
-
-
 def bench_inference(model, h: int, w: int, device, args) -> Dict[str, float]:
     """Per-stage and end-to-end latency of a two-stage or a one-stage model."""
     model.eval()
-    data, inputs, samples = inference_inputs(model, h, w)
+    data = face_batch(1, h, w, seed=0)
+    batch = model.data_preprocessor(data, False)
+    inputs, samples = batch['inputs'], batch['data_samples']
     timed = dict()
     with torch.no_grad():
         feats = model.extract_feat(inputs)
@@ -209,10 +169,7 @@ def one_stage_stages(model, feats, samples) -> Tuple[Dict[str, Callable], Dict[s
 
 def bench_training(model, h: int, w: int, device, args) -> Dict[str, float]:
     model.train()
-    g = torch.Generator().manual_seed(1)
-    data = dict(inputs=[torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
-                        for _ in range(args.batch_size)],
-                data_samples=[face_sample(h, w, 3, g) for _ in range(args.batch_size)])
+    data = face_batch(args.batch_size, h, w, seed=1)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
 
@@ -373,7 +330,7 @@ def main() -> None:
     parser.add_argument('--batch-size', type=int, default=2)
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     parser.add_argument('--fps', action='store_true',
-                        help='frames per second of the Img2Pose API (see above)')
+                        help='frames per second of the Img2Pose API (docs/benchmarks.md)')
     parser.add_argument('--backend', nargs='+', default=['pytorch', 'onnxruntime'],
                         choices=['pytorch', 'onnxruntime'], help='--fps: backends to time')
     parser.add_argument('--onnx', help='--fps: a graph exported before (one config only)')

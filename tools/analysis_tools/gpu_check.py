@@ -2,33 +2,9 @@
 """A self-check of img2pose_mm on a device: which code runs, does it train, and does it
 detect what the CPU detects. Prints a pass/fail table; exits 1 when a check fails.
 
-    python tools/analysis_tools/gpu_check.py --device cuda
-    python tools/analysis_tools/gpu_check.py --device cpu [--quick]
+    python tools/analysis_tools/gpu_check.py --device cuda    # or --device cpu [--quick]
 
-The checks (``--checks`` picks some), each one row:
-
-* ``paths two-stage``, ``paths one-stage`` -- the default configs (``img2pose_r18.py``,
-  ``retina_img2pose_r18_fpn.py``) built on the device: the branch every gated part takes
-  in a test step and a training step (:func:`img2pose_mm.utils.record_paths`). Off the
-  CPU each part must run mmdet's stock code; on the CPU its CPU branch.
-* ``train``      -- ``tools/train.py``: a few iterations of ``img2pose_r18.py`` on a
-  tiny synthetic LMDB (``make_synthetic_faces.py``) in one process: finite losses and a
-  checkpoint.
-* ``train dist`` -- the same through ``tools/dist_train.sh`` with ``--gpus`` processes
-  (nccl; skipped with fewer than two GPUs; on the CPU two gloo processes).
-* ``amp fp16``, ``amp bf16`` -- training steps under autocast (mmengine's
-  ``AmpOptimWrapper`` on CUDA, as ``tools/train.py --amp``; on the CPU ``torch.autocast``
-  with a ``GradScaler`` / ``BF16OptimWrapper``): finite losses, gradients and weights.
-* ``fidelity``   -- a converted checkpoint (seeded weights in the original release's
-  layout, ``tools/model_converters/img2pose_to_mmdet.py``) detects on photos on the
-  device what it detects on the CPU: 99% of the faces paired within the fidelity
-  tolerances (box 1 px, score 1e-4, rotation 1e-4 rad, translation 1e-4 relative; TF32
-  off). With ``--device cpu`` the device side is the all-stock model.
-* ``inference``  -- the two-stage test step at 640 x 960 with 1000 proposals (random
-  weights, every proposal decoded): milliseconds and peak memory.
-
-``--quick`` shrinks the sizes (the test suite runs ``--device cpu --quick``).
-See docs/device_paths.md.
+The checks: docs/device_paths.md, "The GPU self-check".
 """
 from __future__ import annotations
 
@@ -96,10 +72,7 @@ class Context:
 
     def batch(self, num: int, h: int = 128, w: int = 160) -> dict:
         """``num`` random images with three faces each (a ``test_step``/``train_step`` batch)."""
-        g = torch.Generator().manual_seed(num)
-        return dict(inputs=[torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
-                            for _ in range(num)],
-                    data_samples=[self.bench.face_sample(h, w, 3, g) for _ in range(num)])
+        return self.bench.face_batch(num, h, w, seed=num)
 
     def subprocess_env(self) -> dict:
         env = dict(os.environ, PYTHON=sys.executable)

@@ -1,47 +1,11 @@
 #!/usr/bin/env python
 """Run the original img2pose and img2pose_mm on the same images and compare them.
 
-The original is built at run time from *your own* checkout of
-https://github.com/vitoralbiero/img2pose (``--original-repo``): its modules are imported
-from there (nothing of it is copied into this project) with a few run-time shims for
-today's stack (see :func:`tools.fidelity.original.import_original`). Its weights are converted with
-``tools/model_converters/img2pose_to_mmdet.py`` and both models run on the same images
-at their native size (scale factor exactly 1 on both sides: the original with
-``min_size = min(h, w)``, ``max_size = max(h, w)``; img2pose_mm with
-``PoseResize(scale_factor=1.0)``), 1000 test proposals and score threshold 0.05::
+    python tools/analysis_tools/compare_with_original.py --original-repo ~/img2pose [--training]
 
-    # seeded random weights in the original's layout (no release files needed)
-    python tools/analysis_tools/compare_with_original.py --original-repo ~/img2pose
-    # the real release
-    python tools/analysis_tools/compare_with_original.py --original-repo ~/img2pose \\
-        --release-dir ~/img2pose
-    # store the original's detections as the fixture of tests/test_models/test_original_fidelity.py
-    python tools/analysis_tools/compare_with_original.py --original-repo ~/img2pose \\
-        --write-fixture tests/data/original
-
-Seeded weights (``--seed``, default 0) come from
-:func:`tools.fidelity.original_state_dict`; the pose statistics are then
-:data:`tools.fidelity.SEEDED_POSE_MEAN` / ``SEEDED_POSE_STDDEV`` (a frontal face
-centred in its box at box-local depth 4.5, std (0.25, 0.35, 0.2, 0.1, 0.1, 0.6)) and both
-models get img2pose_mm's packaged reference face (``--checkout-references``: the
-checkout's ``pose_references/*.npy`` instead). The fixture is written with the packaged
-face so that the test reproduces it without any file of the original (its reference
-points are CC BY-NC data, not ours to commit): it checks the pipeline and the rules, not
-the face.
-
-Detections are paired one-to-one and counted as agreeing within box 1 px (largest
-coordinate difference), score 1e-4, rotation 1e-4 rad (geodesic angle) and translation
-1e-4 (relative to the original's distance) (:mod:`tools.fidelity.compare`).
-
-``--labels JSONL`` instead runs the original's dataset labelling
-(``utils/json_loader.py`` + ``convert_json_list_to_lmdb.py``) on a JSON-lines dataset with
-img2pose_mm's packaged reference face, and ``--write-fixture`` stores its labels.
-
-``--training`` compares training instead (:mod:`tools.fidelity.training_run`): the same
-converted weights, batch and sampler draws on both sides, each loss term, every gradient
-and the parameters after ``--training-steps`` SGD steps of the original's recipe, with
-the default and the all-stock config; ``--write-fixture`` stores the original's side for
-``tests/test_models/test_training_equivalence.py``.
+The original is imported from your own checkout (nothing of it is copied into this
+project). What is compared, and how: docs/fidelity.md; the fixtures that
+``--write-fixture`` stores: tests/data/original/README.md.
 """
 from __future__ import annotations
 

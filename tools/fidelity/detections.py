@@ -1,9 +1,4 @@
-"""The detections comparison: both models on the same images, paired and tabulated.
-
-Detections are paired one-to-one and counted as agreeing within box 1 px (largest
-coordinate difference), score 1e-4, rotation 1e-4 rad (geodesic angle) and translation
-1e-4 (relative to the original's distance) (:mod:`tools.fidelity.compare`).
-"""
+"""The detections comparison: both models on the same images, paired and tabulated."""
 from __future__ import annotations
 
 import sys

@@ -1,10 +1,7 @@
 """Checking img2pose_mm against the original img2pose (developer tooling, not installed).
 
-The package root holds what needs neither the original's code nor its files (seeded
-weights in the original's checkpoint layout, the photos and the native-size pipeline of
-the fidelity checks); the modules that run the original import it from a checkout given
-at run time (:mod:`tools.fidelity.original`). The command line is
-``tools/analysis_tools/compare_with_original.py``.
+The package root needs neither the original's code nor its files; the modules that run
+the original import it from a checkout given at run time (:mod:`tools.fidelity.original`).
 """
 from .original_layout import (
     ROI_HEAD_SHAPES,

@@ -1,18 +1,6 @@
 """Pairing two detectors' outputs on one image and measuring how far apart they are.
 
-A detection is a box ``x1, y1, x2, y2`` (pixels), a score and a global pose
-``rx, ry, rz, tx, ty, tz``. Two detections *agree* when every difference is within its
-tolerance (:data:`DEFAULT_TOLERANCES`):
-
-* ``box``: the largest absolute difference of the four coordinates, in pixels;
-* ``score``: the absolute difference of the scores;
-* ``rotation``: the geodesic angle between the two rotations, in radians
-  (``|log(R_a^T R_b)|``, i.e. the angle of the rotation taking one to the other);
-* ``translation``: ``|t_a - t_b| / |t_a|`` (relative to the reference's distance).
-
-The detections of the two sides are paired one-to-one by minimising the largest of the
-four differences divided by its tolerance (an optimal assignment), so that a pair agrees
-exactly when that cost is at most 1.
+The quantities, tolerances and the pairing: docs/fidelity.md, "The comparison tool".
 """
 from __future__ import annotations
 

@@ -1,21 +1,8 @@
 """A tiny JSON-lines face dataset that exercises the original's labelling rules.
 
 :func:`make_label_dataset` writes four small smooth PNG images and ``faces.jsonl``
-(docs/reference.md §6: ``image_path``, ``bboxes`` ``[x1, y1, x2, y2(, score)]``,
-``landmarks`` ``N x (5|68) x 2``). The landmarks are img2pose_mm's packaged reference
-face projected with known global poses (:data:`FACES`) in each image's camera, plus a
-little seeded noise; the boxes are the landmarks' extent with fractional margins, so
-that the original's ``int`` cast of the box matters. The set contains, on purpose:
-
-* 68-point and 5-point faces (one kind per image), a box with a score (5 numbers);
-* a box that starts left of the image (negative fractional ``x1``: ``int`` truncates
-  towards zero) and a face rolled past 1 rad;
-* a face whose landmarks contain ``-1`` (no pose), and faces with a degenerate box
-  (``x1 >= x2`` or ``y1 >= y2``: the original drops them);
-* an image where no face has a pose (the original skips the image).
-
-Everything is deterministic: the same files on every machine (``tests/data/original/labels``
-holds them with the original's labels, see its README).
+(docs/reference.md §6), deterministically; what it contains on purpose:
+``tests/data/original/README.md``.
 """
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""Importing the original img2pose from the user's own checkout.
-
-The original (https://github.com/vitoralbiero/img2pose) is never copied into this
-project: :func:`import_original` imports its top-level modules from a checkout given at
-run time, with a few run-time shims for today's stack, and leaves the checkout and
-torchvision untouched.
-"""
+"""Importing the original img2pose from the user's own checkout (never copied into this
+project), with run-time shims for today's stack; the checkout and torchvision stay untouched."""
 from __future__ import annotations
 
 import contextlib

@@ -1,35 +1,6 @@
 """Seeded random weights in the layout of the original img2pose checkpoint.
 
-The original release saves ``{'fpn_model': state_dict}`` with torchvision's key names
-(``backbone.body.*``, ``backbone.fpn.*``, ``rpn.head.*``, ``roi_heads.*``,
-docs/reference.md §2). :func:`original_checkpoint` writes such a file with random
-numbers so that the converter and the fidelity checks (``tools/analysis_tools/
-compare_with_original.py``, ``tests/test_models/test_original_fidelity.py``) run without
-the release and without the original's code.
-
-The key names and shapes come from torchvision's own modules
-(``resnet_fpn_backbone(backbone_name='resnet18', weights=None, trainable_layers=3)`` and
-``RPNHead``) plus the RoI head's table below; the numbers come from one
-``torch.Generator`` seeded with ``seed``, drawn key by key in a fixed order, so the same
-seed gives bit-identical tensors on any machine (torchvision's own initialisation is not
-used: it draws from the global generator and its recipe may change between versions).
-
-The scales are chosen so that a converted model behaves like a (bad) trained one on a
-photo rather than like a saturated or dead one:
-
-* backbone and FPN convolutions: He-normal on the fan-in (``std = sqrt(2 / fan_in)``
-  before a ReLU, ``sqrt(1 / fan_in)`` for the FPN), random frozen-BatchNorm statistics
-  that roughly renormalise every block, so the features stay of order 1 at every level;
-* RPN: normal weights of std 0.01 (the original's initialisation) with a larger
-  objectness layer, so proposals are spread over the image and well ordered;
-* RoI MLPs: fan-in scaled uniform weights (He-uniform, ``±sqrt(6 / fan_in)``, so the
-  RoI-to-RoI variation survives the ReLUs), random BatchNorm1d statistics in the pose
-  branch and a small last pose layer (``±1.8 / sqrt(256)``), so that with
-  :data:`SEEDED_POSE_MEAN` / :data:`SEEDED_POSE_STDDEV` the decoded faces lie in front of
-  the camera with face-sized boxes and rotations up to about 1.4 rad;
-* the class layer ``±8 / sqrt(1024)`` with the face logit lowered by 3, so the face
-  probabilities spread over (0, 1) and a few hundred of 1000 proposals pass 0.05 on a
-  photo (164 to 840 on the five scikit-image photos at native size).
+How the names, shapes and numbers are chosen: docs/fidelity.md, "The comparison tool".
 """
 from __future__ import annotations
 
@@ -139,7 +110,7 @@ def _fan_in(shape: Sequence[int]) -> int:
 
 
 def _draw(key: str, shape: Tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
-    """One tensor of the seeded checkpoint (see the module docstring for the scales)."""
+    """One tensor of the seeded checkpoint (the scales: docs/fidelity.md)."""
     def normal(std):
         return torch.randn(shape, generator=gen, dtype=torch.float32) * std
 

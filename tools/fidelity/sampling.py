@@ -1,13 +1,5 @@
-"""The samplers' randomness made equal: the original's draws recorded, replayed on ours.
-
-Both sides sample anchors (RPN: 256 per image, half positive at most) and RoIs (512 per
-image, a quarter positive at most, the GT boxes added as proposals) at random. The
-original's choices are recorded (:func:`record_original_samples`): the RPN's as anchor
-indices (both sides order anchors the same way: level, row, column, aspect ratio), the
-RoI head's as the chosen boxes (the original appends the GT boxes to the proposals, mmdet
-puts them first). :class:`ReplaySampler` makes an mmdet sampler pick exactly those: the
-anchor indices as they are, the boxes by finding each among its own candidates.
-"""
+"""The samplers' randomness made equal: the original's draws recorded, replayed on ours
+(docs/fidelity.md, "Training")."""
 from __future__ import annotations
 
 import contextlib

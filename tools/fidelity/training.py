@@ -1,15 +1,5 @@
-"""One training run on each side: the same weights, batch and sampled anchors / RoIs.
-
-:func:`original_trace` trains the original (``img2poseModel``'s ``FasterDoFRCNN``) as its
-``train.py`` does — ``SGD(lr 1e-3, momentum 0.9, weight decay 5e-4)`` over every
-parameter, ``clip_grad_norm_(..., 10)`` after each backward — recording what its samplers
-draw; :func:`ours_trace` trains an img2pose_mm model built from a config with the
-config's own ``optim_wrapper`` (the recipe), its samplers replaying the original's draws
-(:mod:`tools.fidelity.sampling`). Each trace holds the loss terms of every step, every
-parameter's gradient after the first backward (before clipping) and the parameters after
-the last step, under img2pose_mm's names (the original's mapped by the converter's rules,
-e.g. its ``[background, face]`` class rows reordered).
-"""
+"""One training run on each side: the same weights, batch and sampled anchors / RoIs
+(docs/fidelity.md, "Training")."""
 from __future__ import annotations
 
 import contextlib

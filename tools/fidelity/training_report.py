@@ -1,22 +1,5 @@
-"""How far two training traces are apart, in full or against the stored original's.
-
-Measures (:func:`compare_traces`), each the largest over its items:
-
-* a loss term: ``|ours - original| / |original|`` (first step; the table also gives the
-  largest over all steps);
-* a parameter's gradient after the first backward: ``|g_ours - g_orig| / |g_orig|``
-  (L2 norms over the tensor). ``fc_pose.0.bias`` feeds a training-mode BatchNorm, which
-  subtracts the batch mean: its gradient is zero in exact arithmetic and both sides
-  give float noise, so it is measured against the norm of its layer's weight gradient;
-* a parameter after the last step: ``|p_ours - p_orig| / |p_orig|``; the table also gives
-  the same for the change made by the steps, ``|dp_ours - dp_orig| / |dp_orig|``.
-
-Without the original the stored fixture stands in for its trace (:func:`sketch`): per
-tensor its norm and :data:`PROJECTIONS` projections on seeded Gaussian directions, from
-which ``|a - b|`` is estimated as the root mean square of the projections' differences
-(its expectation squared is ``|a - b|^2``); the fixture comparison takes the larger of
-that and the difference of the norms.
-"""
+"""How far two training traces are apart, in full or against the stored original's
+(the measures: docs/fidelity.md, "Training")."""
 from __future__ import annotations
 
 import zlib
@@ -64,7 +47,7 @@ def _worst(errors: Dict[str, float]) -> Dict[str, object]:
 
 
 def compare_traces(ref: Trace, ours: Trace) -> Dict[str, Dict[str, object]]:
-    """Every measure of the module docstring, ``ours`` against ``ref`` (full tensors)."""
+    """Every measure of docs/fidelity.md, "Training", ``ours`` against ``ref`` (full tensors)."""
     missing = sorted(set(ref.grads) ^ set(ours.grads))
     if missing:
         raise KeyError(f'parameters with a gradient on one side only: {missing[:10]}')

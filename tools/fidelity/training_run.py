@@ -1,12 +1,5 @@
-"""``compare_with_original.py --training``: the training comparison and its fixture.
-
-Both models start from the same converted weights (seeded random ones in the original's
-layout by default) and train ``--training-steps`` steps on the same two small photos with
-synthetic faces (:func:`~.training.training_inputs`); ours replays the original's sampler
-draws. img2pose_mm runs twice, with the default config (CPU speed branches on) and the
-all-stock one, and once more with its own sampler draws (the same seed, not equalised):
-the negative control, which must fail the tolerances.
-"""
+"""``compare_with_original.py --training``: the training comparison and its fixture
+(docs/fidelity.md, "Training")."""
 from __future__ import annotations
 
 import json

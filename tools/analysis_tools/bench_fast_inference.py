@@ -1,21 +1,9 @@
 #!/usr/bin/env python
 """Speed and accuracy of fast-inference options on a validation set.
 
-    python tools/analysis_tools/bench_fast_inference.py configs/img2pose_r18_demo.py \\
-        work_dirs/demo/train/epoch_7.pth --cfg-options model.test_cfg.rpn.max_per_img=1000 \\
-        --out work_dirs/fast_inference.json
+    python tools/analysis_tools/bench_fast_inference.py CONFIG CKPT --out work_dirs/fast.json
 
-Each option runs the config's test dataloader and evaluators once; the table reports
-the model time per image (``model.test_step``, data loading excluded), the speed-up
-over the baseline and the change of every metric:
-
-* ``baseline``       -- the config as it is (after ``--cfg-options``)
-* ``proposals_N``    -- ``test_cfg.rpn.max_per_img = N`` (``--proposals``, default 300 100)
-* ``bf16``           -- backbone, FPN and RoI MLPs in bfloat16 (``enable_bf16_inference``;
-  decoding, RoIAlign and NMS stay in float32)
-* ``compile``        -- ``torch.compile`` of backbone + FPN (skipped, with the reason,
-  where it does not work)
-* ``fast``           -- the fewest proposals of ``--proposals`` and bf16 together
+The options and how to read the table: docs/benchmarks.md, "Fast-inference options".
 """
 from __future__ import annotations
 

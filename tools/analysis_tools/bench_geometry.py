@@ -1,11 +1,9 @@
 #!/usr/bin/env python
 """Micro-benchmark: img2pose's pose decode of N proposals, batched vs a per-box loop.
 
-Decode = local -> global pose, projection of the 68 reference points, box from the
-projection (docs/reference.md §3). The baseline is written the way the original works: one box
-at a time with numpy and scipy's ``Rotation``.
-
     python tools/analysis_tools/bench_geometry.py --num-proposals 1000 --repeats 20
+
+See docs/benchmarks.md, "Batched geometry vs the per-box way".
 """
 from __future__ import annotations
 

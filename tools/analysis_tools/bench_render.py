@@ -1,14 +1,10 @@
 #!/usr/bin/env python
 """Benchmark Sim3DR: the reference face mesh rendered into a 640x480 image.
 
-Times ``Sim3DR.render`` (z-buffer, per-vertex colours, Phong shading, vertex normals
-computed inside the call) on pixel-space vertices of the reference mesh at a few
-sizes and poses, and prints the median milliseconds per render. The target is
-under 20 ms for the face at 640x480 on a 2-core CPU.
-
-Example::
-
     python tools/analysis_tools/bench_render.py --repeat 50
+
+Prints the median milliseconds per render at a few sizes and poses against the 20 ms
+target (docs/benchmarks.md, "Rendering (Sim3DR)").
 """
 from __future__ import annotations
 

@@ -1,13 +1,13 @@
 """The detections comparison: both models on the same images, paired and tabulated."""
 from __future__ import annotations
 
+import functools
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Dict, List
 
-import numpy as np
+import torch
 
 from .compare import DEFAULT_TOLERANCES, QUANTITIES, match_detections
 from .detectors import OriginalDetector, OursDetector
@@ -43,33 +43,27 @@ def format_table(rows: List[Dict[str, object]]) -> str:
     return '\n'.join(lines)
 
 
-
 def run_detections(args) -> int:
     """Both detectors on the images of ``args``: the table (and ``--speed``'s), the
     fixture with ``--write-fixture``; exit status 2 when they disagree."""
+    from tools.analysis_tools.benchmark import timed_call
     with tempfile.TemporaryDirectory(prefix='img2pose_compare_') as tmp:
         workdir = Path(tmp)
         weights, converted, state = converted_weights(args, workdir)
         files = weights['files']
-        original = OriginalDetector(
-            args.original_repo, state, np.load(files['pose_mean']), np.load(files['pose_stddev']),
-            np.load(files['reference_points']), np.load(files['reference_points_5']),
-            proposals=args.proposals, score_thr=args.score_thr, frozen_bn_eps=args.frozen_bn_eps)
+        original = OriginalDetector(args.original_repo, state, files, proposals=args.proposals,
+                                    score_thr=args.score_thr, frozen_bn_eps=args.frozen_bn_eps)
         ours = OursDetector(converted, proposals=args.proposals, score_thr=args.score_thr)
         images = run_images(args)
         rows, originals = [], []
         for name, rgb in images:
-            t0 = time.perf_counter()
-            ref = original(rgb)
-            t1 = time.perf_counter()
-            mine = ours(rgb)
-            t2 = time.perf_counter()
-            match = match_detections(ref, mine)
-            rows.append(dict(name=name, size=f'{rgb.shape[1]}x{rgb.shape[0]}', match=match,
-                             seconds=(t1 - t0, t2 - t1)))
+            ref, ref_ms = timed_call(functools.partial(original, rgb), torch.device('cpu'))
+            mine, ours_ms = timed_call(functools.partial(ours, rgb), torch.device('cpu'))
+            rows.append(dict(name=name, size=f'{rgb.shape[1]}x{rgb.shape[0]}',
+                             match=match_detections(ref, mine)))
             originals.append(ref)
-            print(f'{name}: original {len(ref["scores"])} detections in {t1 - t0:.1f} s, '
-                  f'img2pose_mm {len(mine["scores"])} in {t2 - t1:.1f} s', file=sys.stderr)
+            print(f'{name}: original {len(ref["scores"])} detections in {ref_ms / 1e3:.1f} s, '
+                  f'img2pose_mm {len(mine["scores"])} in {ours_ms / 1e3:.1f} s', file=sys.stderr)
         speed_table = None
         if args.speed:
             from .speed import run_speed

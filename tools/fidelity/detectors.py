@@ -16,22 +16,24 @@ from .original_layout import native_size_pipeline
 class OriginalDetector:
     """The original ``img2poseModel`` (depth 18) on the CPU, run at native size."""
 
-    def __init__(self, repo: str, state: Dict[str, torch.Tensor], pose_mean: np.ndarray,
-                 pose_stddev: np.ndarray, points_68: np.ndarray, points_5: np.ndarray,
+    def __init__(self, repo: str, state: Dict[str, torch.Tensor], files: Dict[str, str],
                  proposals: int = 1000, score_thr: float = 0.05, frozen_bn_eps=None):
+        """``files``: the ``pose_mean``, ``pose_stddev``, ``reference_points`` (68) and
+        ``reference_points_5`` ``.npy`` files (:func:`~.inputs.resolve_weights`)."""
         mod = import_original(repo, 'img2pose')['img2pose']
         with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
             warnings.simplefilter('ignore')
             self.wrapper = mod.img2poseModel(
-                18, 800, 1333, device=torch.device('cpu'), pose_mean=pose_mean,
-                pose_stddev=pose_stddev, threed_68_points=points_68, threed_5_points=points_5,
+                18, 800, 1333, device=torch.device('cpu'), pose_mean=np.load(files['pose_mean']),
+                pose_stddev=np.load(files['pose_stddev']),
+                threed_68_points=np.load(files['reference_points']),
+                threed_5_points=np.load(files['reference_points_5']),
                 rpn_post_nms_top_n_test=proposals)
         self.model = self.wrapper.fpn_model_without_ddp
         net = self.net = getattr(self.model, 'module', self.model)
         wanted = self.model.state_dict()
         prefix = 'module.' if next(iter(wanted)).startswith('module.') else ''
-        plain = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
-        self.model.load_state_dict({prefix + k: v for k, v in plain.items()}, strict=True)
+        self.model.load_state_dict({prefix + k: v for k, v in state.items()}, strict=True)
         net.roi_heads.score_thresh = float(score_thr)
         if frozen_bn_eps is not None:         # e.g. 0.0: torchvision 0.8's FrozenBatchNorm2d
             for module in net.modules():
@@ -63,8 +65,5 @@ class OursDetector:
                                          'model.test_cfg.rpn.max_per_img': proposals})
 
     def __call__(self, rgb: np.ndarray) -> Dict[str, np.ndarray]:
-        faces = self.api.detect_faces(rgb)
-        return dict(boxes=np.array([f['box'] for f in faces], np.float32).reshape(-1, 4),
-                    scores=np.array([f['confidence'] for f in faces], np.float32),
-                    poses=np.array([f['pose'] for f in faces], np.float32).reshape(-1, 6))
-
+        from img2pose_mm.deployment.frame_rate import face_arrays
+        return face_arrays(self.api.detect_faces(rgb))

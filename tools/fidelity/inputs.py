@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from types import ModuleType
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+
+from tools.model_converters import img2pose_to_mmdet as converter
 
 from .original_layout import (
     SAMPLE_PHOTOS,
@@ -19,17 +20,34 @@ from .original_layout import (
 )
 
 
-def load_converter() -> ModuleType:
-    """``tools/model_converters/img2pose_to_mmdet.py`` as a module."""
-    from tools.model_converters import img2pose_to_mmdet
-    return img2pose_to_mmdet
+def seeded_files(workdir: Path, seed: int) -> Dict[str, str]:
+    """Seeded original-layout weights and :data:`SEEDED_POSE_MEAN`/``STDDEV``, written
+    under ``workdir``: ``checkpoint``, ``pose_mean`` and ``pose_stddev`` paths."""
+    files = dict(checkpoint=save_original_checkpoint(
+        str(workdir / f'img2pose_seed{seed}.pth'), seed, module_prefix=True))
+    for key, value in (('pose_mean', SEEDED_POSE_MEAN), ('pose_stddev', SEEDED_POSE_STDDEV)):
+        files[key] = str(workdir / f'{key}.npy')
+        np.save(files[key], value)
+    return files
+
+
+def convert_files(files: Dict[str, str], dst: str, rotation_method: str) -> Dict[str, torch.Tensor]:
+    """Convert ``files['checkpoint']`` with the statistics and reference points of ``files``
+    to ``dst`` for img2pose_mm; returns the original state dict (``fpn_model``, no
+    ``module.`` prefix)."""
+    converter.convert(files['checkpoint'], dst, pose_mean=files['pose_mean'],
+                      pose_stddev=files['pose_stddev'], reference_points=files['reference_points'],
+                      reference_points_5=files['reference_points_5'],
+                      rotation_method=rotation_method)
+    return converter.extract_state_dict(
+        torch.load(files['checkpoint'], map_location='cpu', weights_only=True))
 
 
 def resolve_weights(args, workdir: Path) -> Dict[str, object]:
     """The original checkpoint, statistics and reference points of this run: the release
     files given, or seeded weights with :data:`SEEDED_POSE_MEAN`/``STDDEV`` and the
     checkout's ``pose_references``."""
-    converter = load_converter()
+    from img2pose_mm.structures.reference_face import DEFAULT_5, DEFAULT_68
     files = dict(checkpoint=args.original_checkpoint, pose_mean=args.pose_mean,
                  pose_stddev=args.pose_stddev, reference_points=args.reference_points_68,
                  reference_points_5=args.reference_points_5)
@@ -38,13 +56,8 @@ def resolve_weights(args, workdir: Path) -> Dict[str, object]:
         files.update({k: v for k, v in found.items() if files.get(k) is None})
     seeded = files['checkpoint'] is None
     if seeded:
-        files['checkpoint'] = save_original_checkpoint(
-            str(workdir / f'img2pose_seed{args.seed}.pth'), args.seed, module_prefix=True)
-        for key, value in (('pose_mean', SEEDED_POSE_MEAN), ('pose_stddev', SEEDED_POSE_STDDEV)):
-            if files[key] is None:
-                files[key] = str(workdir / f'{key}.npy')
-                np.save(files[key], value)
-    from img2pose_mm.structures.reference_face import DEFAULT_5, DEFAULT_68
+        files.update({k: v for k, v in seeded_files(workdir, args.seed).items()
+                      if files[k] is None})
     checkout = Path(args.original_repo).expanduser() / 'pose_references'
     for key, name, packaged in (
             ('reference_points', 'reference_3d_68_points_trans.npy', DEFAULT_68),
@@ -54,8 +67,7 @@ def resolve_weights(args, workdir: Path) -> Dict[str, object]:
     missing = [f'{k}: {v}' for k, v in files.items() if not os.path.isfile(v)]
     if missing:
         raise FileNotFoundError('missing input files: ' + '; '.join(missing))
-    from img2pose_mm.structures.reference_face import DEFAULT_68 as packaged_68
-    packaged = os.path.samefile(files['reference_points'], packaged_68)
+    packaged = os.path.samefile(files['reference_points'], DEFAULT_68)
     return dict(files=files, seeded=seeded, packaged_face=packaged)
 
 
@@ -77,16 +89,8 @@ def converted_weights(args, workdir: Path) -> Tuple[Dict[str, object], str, Dict
     """:func:`resolve_weights`, the checkpoint converted for img2pose_mm (its path) and the
     original's state dict (``fpn_model``)."""
     weights = resolve_weights(args, workdir)
-    files = weights['files']
     converted = str(workdir / 'converted.pth')
-    load_converter().convert(files['checkpoint'], converted, pose_mean=files['pose_mean'],
-                             pose_stddev=files['pose_stddev'],
-                             reference_points=files['reference_points'],
-                             reference_points_5=files['reference_points_5'],
-                             rotation_method=args.rotation_method)
-    state = torch.load(files['checkpoint'], map_location='cpu', weights_only=True)
-    state = state['fpn_model'] if 'fpn_model' in state else state
-    return weights, converted, state
+    return weights, converted, convert_files(weights['files'], converted, args.rotation_method)
 
 
 def seeded_converted(workdir: Path, seed: int = 0, rotation_method: str = 'svd'
@@ -94,16 +98,10 @@ def seeded_converted(workdir: Path, seed: int = 0, rotation_method: str = 'svd'
     """Seeded original-layout weights converted for img2pose_mm (packaged face, seeded
     pose statistics): the converted checkpoint's path and the original state dict."""
     from img2pose_mm.structures.reference_face import DEFAULT_5, DEFAULT_68
-
-    src = save_original_checkpoint(str(workdir / f'seed{seed}.pth'), seed, module_prefix=True)
-    np.save(workdir / 'mean.npy', SEEDED_POSE_MEAN)
-    np.save(workdir / 'std.npy', SEEDED_POSE_STDDEV)
+    files = dict(seeded_files(workdir, seed), reference_points=str(DEFAULT_68),
+                 reference_points_5=str(DEFAULT_5))
     dst = str(workdir / f'seed{seed}_mmdet.pth')
-    load_converter().convert(src, dst, pose_mean=str(workdir / 'mean.npy'),
-                             pose_stddev=str(workdir / 'std.npy'), reference_points=str(DEFAULT_68),
-                             reference_points_5=str(DEFAULT_5), rotation_method=rotation_method)
-    state = torch.load(src, map_location='cpu', weights_only=True)['fpn_model']
-    return dst, state
+    return dst, convert_files(files, dst, rotation_method)
 
 
 def run_images(args) -> List[Tuple[str, np.ndarray]]:

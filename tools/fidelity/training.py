@@ -11,8 +11,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from tools.model_converters.img2pose_to_mmdet import map_key
+
 from .batches import Faces, original_batch, ours_batch, synthetic_faces
-from .inputs import load_converter
 from .sampling import Pick, ReplaySampler, record_original_samples
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,7 +57,6 @@ def training_inputs(names: Sequence[str] = TRAINING_PHOTOS, size: Tuple[int, int
 
 def to_ours(named: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """Original names and layouts -> img2pose_mm's (the converter's rules)."""
-    map_key = load_converter().map_key
     out = {}
     for key, value in named.items():
         new, transform = map_key(key[len('module.'):] if key.startswith('module.') else key)

@@ -44,10 +44,8 @@ def run_training(args) -> int:
     with tempfile.TemporaryDirectory(prefix='img2pose_training_') as tmp:
         weights, converted, state = converted_weights(args, Path(tmp))
         files = weights['files']
-        original = OriginalDetector(
-            args.original_repo, state, np.load(files['pose_mean']), np.load(files['pose_stddev']),
-            np.load(files['reference_points']), np.load(files['reference_points_5']),
-            frozen_bn_eps=args.frozen_bn_eps)
+        original = OriginalDetector(args.original_repo, state, files,
+                                    frozen_bn_eps=args.frozen_bn_eps)
         start = time.perf_counter()
         ref = original_trace(original.net, images, faces, args.training_steps, seed=args.seed)
         print(f'original: {args.training_steps} steps in {time.perf_counter() - start:.0f} s',

@@ -35,8 +35,6 @@ GATED = ('ChannelsLastDataPreprocessor', 'FoldedBNResNet', 'FoldedFPN', 'Img2Pos
 #: ``--cfg-options`` that turn every speed branch off (= configs/img2pose_r18_stock.py)
 STOCK_OPTIONS = {f'model.{part}.fast_devices': [] for part in (
     'data_preprocessor', 'backbone', 'neck', 'rpn_head', 'roi_head.bbox_roi_extractor')}
-CHECKS = ('paths two-stage', 'paths one-stage', 'train', 'train dist', 'amp fp16', 'amp bf16',
-          'fidelity', 'inference')
 
 if str(REPO) not in sys.path:                      # tools.*, from a script run
     sys.path.insert(0, str(REPO))
@@ -284,17 +282,16 @@ def check_inference(ctx: Context) -> Result:
     return ('PASS' if math.isfinite(ms) and ms > 0 else 'FAIL'), detail
 
 
-def all_checks(ctx: Context) -> Dict[str, Callable[[], Result]]:
-    return {
-        'paths two-stage': lambda: check_paths(ctx, TWO_STAGE, GATED),
-        'paths one-stage': lambda: check_paths(ctx, ONE_STAGE, ()),
-        'train': lambda: check_train(ctx),
-        'train dist': lambda: check_train_dist(ctx),
-        'amp fp16': lambda: check_amp(ctx, torch.float16),
-        'amp bf16': lambda: check_amp(ctx, torch.bfloat16),
-        'fidelity': lambda: check_fidelity(ctx),
-        'inference': lambda: check_inference(ctx),
-    }
+CHECKS: Dict[str, Callable[[Context], Result]] = {
+    'paths two-stage': lambda ctx: check_paths(ctx, TWO_STAGE, GATED),
+    'paths one-stage': lambda ctx: check_paths(ctx, ONE_STAGE, ()),
+    'train': check_train,
+    'train dist': check_train_dist,
+    'amp fp16': lambda ctx: check_amp(ctx, torch.float16),
+    'amp bf16': lambda ctx: check_amp(ctx, torch.bfloat16),
+    'fidelity': check_fidelity,
+    'inference': check_inference,
+}
 
 
 def environment(device: torch.device) -> str:
@@ -353,12 +350,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix='gpu_check_')))
         ctx = Context(args, scratch)
-        checks = all_checks(ctx)
         rows = []
         for name in args.checks or CHECKS:
             began = time.perf_counter()
             try:
-                result, detail = checks[name]()
+                result, detail = CHECKS[name](ctx)
             except Exception as error:      # a check that crashes fails; the others still run
                 traceback.print_exc()
                 result, detail = 'FAIL', f'{type(error).__name__}: {error}'.splitlines()[0][:300]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List
 
 import numpy as np
 
@@ -45,16 +45,6 @@ NOISE_PX = 0.25
 SEED = 14
 
 
-def _project(points: np.ndarray, pose: Sequence[float], img_shape) -> np.ndarray:
-    """Pixels of ``points`` under the global ``pose`` in the camera of ``img_shape``."""
-    import torch
-
-    from img2pose_mm.structures import project_pose_points
-    out = project_pose_points(torch.from_numpy(points.astype(np.float64)),
-                              torch.tensor([pose], dtype=torch.float64), tuple(img_shape))
-    return out[0].numpy()
-
-
 def _smooth_image(img_shape, index: int) -> np.ndarray:
     h, w = img_shape
     y, x = np.mgrid[0:h, 0:w].astype(np.float64)
@@ -66,14 +56,18 @@ def _smooth_image(img_shape, index: int) -> np.ndarray:
 
 def label_dataset_entries() -> List[Dict[str, object]]:
     """The JSON-lines entries (``image_path`` relative to the list file) of the dataset."""
-    from img2pose_mm.structures import load_reference_points
+    import torch
+
+    from img2pose_mm.structures import load_reference_points, project_pose_points
     rng = np.random.default_rng(SEED)
     entries = []
     for name, img_shape, num_points, faces in FACES:
-        points = load_reference_points(None, num_points)
+        points = torch.from_numpy(load_reference_points(None, num_points).astype(np.float64))
         bboxes, landmarks = [], []
         for face in faces:
-            lms = _project(points, face['pose'], img_shape)
+            # the landmarks: the points under the face's global pose in the image's camera
+            lms = project_pose_points(points, torch.tensor([face['pose']], dtype=torch.float64),
+                                      tuple(img_shape))[0].numpy()
             lms = lms + rng.normal(0, NOISE_PX, lms.shape)
             lms = np.round(lms, 3)
             left, top, right, bottom = face['margins']

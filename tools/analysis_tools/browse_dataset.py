@@ -3,12 +3,9 @@
 
 Like mmdet's ``tools/analysis_tools/browse_dataset.py``, with
 :class:`img2pose_mm.visualization.PoseLocalVisualizer` (a config's plain
-``DetLocalVisualizer`` is upgraded to it, keeping its arguments).
+``DetLocalVisualizer`` is upgraded to it, keeping its arguments)::
 
-Example::
-
-    python tools/analysis_tools/browse_dataset.py configs/img2pose_r18.py \\
-        --output-dir work_dirs/browse --not-show --max-images 20
+    python tools/analysis_tools/browse_dataset.py configs/img2pose_r18.py --output-dir vis --not-show
 """
 from __future__ import annotations
 

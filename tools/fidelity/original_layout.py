@@ -207,11 +207,7 @@ def sample_photos(names: Sequence[str] = SAMPLE_PHOTOS) -> List[Tuple[str, np.nd
     """scikit-image photos as ``(name, RGB uint8 (H, W, 3))``; greyscale ones have their
     channel repeated (what PIL's ``convert('RGB')`` does)."""
     from skimage import data
-    photos = []
-    for name in names:
-        image = np.asarray(getattr(data, name)())
-        photos.append((name, as_rgb(image)))
-    return photos
+    return [(name, as_rgb(np.asarray(getattr(data, name)()))) for name in names]
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:

@@ -43,9 +43,6 @@ class StageTimer:
         setattr(obj, method, timed)
         self._wrapped.append((obj, method))
 
-    def reset(self) -> None:
-        self.seconds = {}
-
     def unwrap(self) -> None:
         for obj, method in self._wrapped:
             delattr(obj, method)
@@ -176,7 +173,7 @@ def run_speed(original: OriginalDetector, ours: OursDetector,
     for _ in range(repeats):
         for _, rgb in images:
             for side, detector, _ in sides:
-                timers[side].reset()
+                timers[side].seconds = {}
                 with PeakMemory() as mem:
                     _, total_ms = timed_call(functools.partial(detector, rgb), CPU)
                 runs[side].append(dict(timers[side].seconds, total=total_ms / 1e3))

@@ -7,7 +7,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict
 
 import numpy as np
 
@@ -28,10 +27,6 @@ from .training import (
 from .training_report import compare_traces, fixture_arrays, format_training_table, passes
 
 TRAINING_FIXTURE = 'training_r18_seed{seed}.npz'
-
-
-def _copy_picks(picks: Dict[str, list]) -> Dict[str, list]:
-    return {k: list(v) for k, v in picks.items()}
 
 
 def run_training(args) -> int:
@@ -55,7 +50,7 @@ def run_training(args) -> int:
             start = time.perf_counter()
             model, optim_wrapper = build_ours(config, converted, options)
             trace = ours_trace(model, optim_wrapper, images, faces, args.training_steps,
-                               picks=_copy_picks(ref.picks))
+                               picks={k: list(v) for k, v in ref.picks.items()})
             rows[f'img2pose_mm {name} ({config})'] = dict(compare_traces(ref, trace),
                                                          notes=trace.notes)
             print(f'{name}: {time.perf_counter() - start:.0f} s', file=sys.stderr)

@@ -1,15 +1,7 @@
-"""Run an exported img2pose graph with onnxruntime behind the mmdet model interface.
+"""The onnxruntime backend of :class:`~img2pose_mm.apis.Img2Pose` (``backend='onnxruntime'``).
 
-:class:`OnnxRuntimeDetector` stands in for the PyTorch detector inside
-:class:`~img2pose_mm.apis.Img2Pose` (``backend='onnxruntime'``): it takes the batch the
-test pipeline makes (``inputs``: uint8 ``(3, H, W)`` tensors in the pipeline's channel
-order, ``data_samples`` with ``img_shape``, ``scale_factor``, ``ori_shape``), runs the
-graph once per image and returns ``DetDataSample``\\ s whose ``pred_instances`` are mapped
-back to the original image exactly as the PyTorch head does
-(:func:`~img2pose_mm.heads.rescale_detections`). The graph is made by
-``tools/deployment/export_onnx.py`` (:func:`~img2pose_mm.deployment.export_onnx`); its
-metadata brings the face model, the config of its test pipeline and the test settings
-baked into it.
+:class:`OnnxRuntimeDetector` runs a graph of ``tools/deployment/export_onnx.py`` behind
+mmdet's ``test_step`` interface (docs/deployment.md, "Run").
 """
 from __future__ import annotations
 

@@ -1,10 +1,4 @@
-"""Deployment: the whole detector as one ONNX graph of standard operators.
-
-* :class:`ExportableImg2Pose` -- the two-stage detector's inference written for
-  ``torch.export``; :class:`ExportableRetinaImg2Pose` -- the one-stage detector's
-  (``DoFRetinaHead``, pose voting included);
-* :func:`export_onnx` -- trace, simplify, record metadata, check;
-* :func:`compare_detections` -- how far two detection sets of one image are apart.
+"""Deployment: the whole detector as one ONNX graph of standard operators (docs/deployment.md).
 
 The onnxruntime backend that runs the graph is
 :class:`img2pose_mm.apis.onnx_backend.OnnxRuntimeDetector`.

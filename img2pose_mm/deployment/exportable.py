@@ -1,24 +1,6 @@
-"""The img2pose detector as one exportable forward pass (``torch.export``, ONNX).
+"""The two-stage img2pose detector as one exportable forward pass (``torch.export``, ONNX).
 
-mmdet's inference loops over images in Python, branches on tensor contents (``if not
-valid.all()``, ``if numel() > 0``) and calls mmcv's compiled RoIAlign and NMS, none of
-which a graph can hold. :class:`ExportableImg2Pose` runs the same inference of a
-``TwoStageDetector`` with an img2pose :class:`~img2pose_mm.heads.DoFRoIHead` as tensor
-operations on one image, reusing the detector's own modules and functions:
-
-* the data preprocessor's channel order, mean/std and padding to ``pad_size_divisor``;
-* ``extract_feat`` (backbone + neck), ``rpn_head`` (its convolutions and anchors) and the
-  RoI head's extractor level mapping, ``bbox_head`` and pose coder
-  (:meth:`~img2pose_mm.task_modules.PoseBBoxCoder.decode`, i.e. the one pose geometry of
-  :mod:`img2pose_mm.structures`, whose nearest rotation is SVD-free while exporting);
-* mmdet's ``delta2bbox`` for the proposals.
-
-What changes is only how the data-dependent steps are written: per-level top-k with
-``k = min(nms_pre, anchors)``, boolean masks instead of ``if``, NMS per pyramid level
-(what mmcv's ``batched_nms`` computes with level ids), multi-level RoIAlign as one
-``roi_align`` per level on the RoIs mapped to it. torchvision's ``nms`` and
-``roi_align`` export to the standard ONNX ``NonMaxSuppression`` and ``RoiAlign``
-(``coordinate_transformation_mode='output_half_pixel'`` for ``aligned=False``).
+What the graph holds and how its data-dependent steps are written: docs/deployment.md.
 """
 from __future__ import annotations
 

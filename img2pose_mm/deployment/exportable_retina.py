@@ -1,22 +1,7 @@
-"""The one-stage img2pose detector (RetinaNet + DoFRetinaHead) as one exportable forward.
+"""The one-stage img2pose detector (RetinaNet + ``DoFRetinaHead``) as one exportable forward.
 
-:class:`ExportableRetinaImg2Pose` is :class:`~img2pose_mm.deployment.ExportableImg2Pose`
-for a ``SingleStageDetector`` whose ``bbox_head`` is a
-:class:`~img2pose_mm.dense_heads.DoFRetinaHead`: the same graph interface (``image``
-``(1, 3, H, W)`` uint8 in; ``boxes``, ``scores``, ``labels``, ``poses`` out) and the
-detector's own modules: the data preprocessor, ``extract_feat``, the head's convolutions,
-anchors and pose coder. The test path of ``DoFRetinaHead`` is written as tensor
-operations:
-
-* per level, the top ``k = min(nms_pre, anchors x classes)`` scores, then those above
-  ``score_thr`` (the set mmdet's ``filter_scores_and_topk`` keeps: thresholding first and
-  taking the top ``nms_pre`` of the rest keeps the same scores);
-* the pose decode and the pose-projected boxes
-  (:meth:`~img2pose_mm.task_modules.PoseBBoxCoder.decode`), boxes not larger than
-  ``min_bbox_size`` dropped;
-* NMS (ONNX ``NonMaxSuppression``), or with ``test_cfg.pose_voting`` the voting of
-  :mod:`img2pose_mm.deployment.exportable_voting` and the boxes projected from the voted
-  poses; ``max_per_img``.
+Same graph interface as :class:`~img2pose_mm.deployment.ExportableImg2Pose`; what the graph
+holds: docs/deployment.md, "One-stage models on a CPU".
 """
 from __future__ import annotations
 

@@ -1,22 +1,9 @@
 """Pose voting written for a graph: :func:`pose_box_voting` without ``eigh`` or Python loops.
 
-:func:`~img2pose_mm.test_time_augs.pose_box_voting` (``score_mode='max'``, ``offset=0``),
-the duplicate suppression of the one-stage head with ``test_cfg.pose_voting``, merges each
-face that NMS keeps (a *leader*) with the candidates it suppresses: score x IoU weighted
-mean translation and Markley's quaternion mean, the principal eigenvector of
-``sum(w q q^T)``, found by ``torch.linalg.eigh``, which ONNX has no operator for.
-:func:`graph_pose_voting` computes the same with operators a graph holds:
-
-* leaders: NMS (torchvision's ``nms``: ONNX ``NonMaxSuppression``), as mmcv's;
-* each candidate joins the first leader (score order) it overlaps by more than ``iou_thr``
-  in float64, the best-overlapping one if float rounding leaves none, a leader itself;
-* the sums are ``scatter_add`` (ONNX ``ScatterElements`` with ``reduction='add'``);
-* the principal eigenvector of each symmetric 4 x 4 matrix by repeated squaring
-  (:func:`principal_eigenvectors`): ``M / trace(M)`` squared ``steps`` times converges to
-  ``v v^T`` with error ``(lambda_2 / lambda_1) ** (2 ** steps)``; 16 squarings in float64
-  reach float64 precision for eigenvalue ratios up to 0.9995, far beyond the ratio of
-  any cluster of one face's candidates. When the two largest eigenvalues are equal the
-  mean rotation is undefined and eigh's choice is arbitrary too.
+How and why (docs/deployment.md, "Pose voting is in the graph"): the same leaders,
+clusters and weights as :func:`~img2pose_mm.test_time_augs.pose_box_voting`
+(``score_mode='max'``, ``offset=0``), sums as ``scatter_add`` and Markley's mean rotation
+by repeated squaring instead of ``torch.linalg.eigh``.
 """
 from __future__ import annotations
 

@@ -1,17 +1,7 @@
 """Frames per second of the ``Img2Pose`` API, PyTorch and onnxruntime side by side.
 
-A frame is timed end to end as an application sees it: from a decoded RGB uint8 frame to
-the API's list of face dicts (:meth:`~img2pose_mm.apis.Img2Pose.detect_faces`: the test
-pipeline, the detector, the mapping back to the frame, Euler angles and keypoints).
-The backends take turns in blocks of frames on the same frame (a block keeps one
-runtime's worker threads from spinning while the other works); the summary is the
-median time per frame and its frame rate.
-
-Random weights detect nothing a trained model would: :func:`calibrate_face_scores`
-spreads and shifts a one-stage model's face classifier so that a chosen number of
-anchors of the frame pass the score threshold, as a trained model's do on a frame with a
-few faces, so that NMS or pose voting does real work; :func:`spread_objectness` spreads
-a two-stage model's RPN scores.
+How frames are timed and why random weights are calibrated: docs/deployment.md, "Frames
+per second".
 """
 from __future__ import annotations
 

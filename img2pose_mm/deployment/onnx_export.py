@@ -1,25 +1,6 @@
-"""Export an img2pose detector to one ONNX graph of standard operators.
+"""Export an img2pose detector to one ONNX graph of standard operators, with metadata.
 
-:func:`export_onnx` traces :class:`~img2pose_mm.deployment.ExportableImg2Pose` (two-stage
-detectors) or :class:`~img2pose_mm.deployment.ExportableRetinaImg2Pose` (one-stage
-detectors with a ``DoFRetinaHead``; :func:`build_exportable` picks) with PyTorch's
-``torch.export``-based ONNX exporter (onnxscript translations: torchvision's ``nms`` and
-``roi_align`` become ``NonMaxSuppression`` and ``RoiAlign``), simplifies the graph with
-passes that keep every value as computed (constant folding, removal of unused nodes,
-shared initializers and common subexpressions), records what a runtime needs in the
-model's metadata and checks the result with ``onnx.checker``.
-
-Metadata (``metadata_props``, all strings; :func:`read_metadata` parses them):
-
-* ``img2pose_mm.format`` -- :data:`FORMAT_VERSION`;
-* ``img2pose_mm.face_model`` -- JSON: the face model's rules and its 68 / 5 reference
-  points (what decoded the poses; alignment uses the 5 points);
-* ``img2pose_mm.test_cfg`` -- JSON: the proposal counts and thresholds baked into the graph;
-* ``img2pose_mm.architecture`` -- ``two_stage`` or ``one_stage``;
-* ``img2pose_mm.input`` -- JSON: dtype, layout, channel order, whether ``H, W`` are dynamic
-  (else the fixed size);
-* ``img2pose_mm.config`` -- the detector's config (its test pipeline resizes the images);
-* ``img2pose_mm.dataset_meta``, ``img2pose_mm.checkpoint``, ``img2pose_mm.version``.
+The export, its simplification and the metadata keys: docs/deployment.md, "Export".
 """
 from __future__ import annotations
 
@@ -65,7 +46,7 @@ def build_exportable(detector: nn.Module) -> Exportable:
 def graph_metadata(detector: nn.Module, exportable: Exportable, dynamic: bool,
                    input_shape: Tuple[int, int], checkpoint: Optional[str] = None
                    ) -> Dict[str, str]:
-    """The metadata an img2pose graph carries (see the module docstring)."""
+    """The metadata an img2pose graph carries (docs/deployment.md, "Export")."""
     from img2pose_mm.version import __version__
 
     face = exportable.face_model

@@ -24,15 +24,6 @@ GRAPH_OUTPUTS = {'boxes': ('tensor(float)', 2), 'scores': ('tensor(float)', 1),
 BACKENDS = ('pytorch', 'onnxruntime')
 
 
-def _import_onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError as err:
-        raise ImportError("backend='onnxruntime' needs onnxruntime: pip install -e .[deploy]"
-                          ) from err
-    return onnxruntime
-
-
 def providers_for(device: Optional[str], available: Sequence[str]) -> List[str]:
     """onnxruntime execution providers for a torch-style device string (``'auto'``: CUDA
     when this onnxruntime has it)."""
@@ -76,7 +67,11 @@ class OnnxRuntimeDetector:
         self.onnx_file = os.fspath(onnx_file)
         if not os.path.isfile(self.onnx_file):
             raise FileNotFoundError(f'ONNX file not found: {self.onnx_file}')
-        ort = _import_onnxruntime()
+        try:
+            import onnxruntime as ort
+        except ImportError as err:
+            raise ImportError("backend='onnxruntime' needs onnxruntime: pip install -e .[deploy]"
+                              ) from err
         options = ort.SessionOptions()
         if num_threads is not None:
             options.intra_op_num_threads = int(num_threads)

@@ -165,15 +165,12 @@ class ExportableImg2Pose(nn.Module):
         """Detections of one ``(1, 3, H, W)`` uint8 image: boxes, scores, labels, poses."""
         height, width = image.shape[-2:]
         img_shape = torch.tensor([height, width], dtype=torch.float32, device=image.device)
-        feats = self.detector.extract_feat(self.preprocess(image))
+        feats = self.detector.extract_feat(
+            preprocess_image(self.detector.data_preprocessor, image))
         proposals = self.propose(feats, img_shape)
         return self.detect(feats, proposals, img_shape)
 
     # ------------------------------------------------------------------ stages
-    def preprocess(self, image: Tensor) -> Tensor:
-        """The data preprocessor: channel order, float, mean/std, pad to the divisor."""
-        return preprocess_image(self.detector.data_preprocessor, image)
-
     def propose(self, feats: Sequence[Tensor], img_shape: Tensor) -> Tensor:
         """The RPN's proposals ``(K, 4)`` by decreasing objectness.
 

@@ -150,16 +150,12 @@ class ExportableRetinaImg2Pose(nn.Module):
         return boxes, scores, labels, poses
 
     # ------------------------------------------------------------------ export
-    def min_trace_size(self) -> int:
-        """The smallest side a dynamic graph is traced at: above the coarsest anchor
-        stride, every pyramid level has 2 cells or more (a level of 1 cell while tracing
-        fixes the graph's input size)."""
-        strides = self.detector.bbox_head.prior_generator.strides
-        return int(max(max(stride) for stride in strides)) + 1
-
     def check_trace_shape(self, input_shape: Sequence[int]) -> None:
-        """``ValueError`` unless both sides of ``input_shape`` reach :meth:`min_trace_size`."""
-        size = self.min_trace_size()
+        """``ValueError`` unless both sides of ``input_shape`` pass the coarsest anchor
+        stride: then every pyramid level has 2 cells or more (a level of 1 cell while
+        tracing fixes the graph's input size)."""
+        strides = self.detector.bbox_head.prior_generator.strides
+        size = int(max(max(stride) for stride in strides)) + 1
         if min(input_shape) < size:
             raise ValueError(f'a dynamic one-stage graph is traced at {size} px or more per '
                              f'side (the coarsest anchor stride + 1), got {tuple(input_shape)}: '

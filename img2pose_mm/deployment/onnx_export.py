@@ -24,16 +24,6 @@ FORMAT_VERSION = 1
 METADATA_PREFIX = 'img2pose_mm.'
 
 
-def _require_onnx():
-    try:
-        import onnx
-        import onnxscript  # noqa: F401  (the exporter translates with it)
-    except ImportError as err:
-        raise ImportError('ONNX export needs onnx and onnxscript: pip install -e .[deploy]'
-                          ) from err
-    return onnx
-
-
 def build_exportable(detector: nn.Module) -> Exportable:
     """The exportable forward pass of a detector: :class:`ExportableRetinaImg2Pose` for a
     one-stage detector (a ``bbox_head``, no ``roi_head``), else :class:`ExportableImg2Pose`
@@ -115,12 +105,6 @@ def simplify_graph(model) -> None:
     )(model)
 
 
-def example_image(shape: Tuple[int, int], seed: int = 0) -> torch.Tensor:
-    """A ``(1, 3, h, w)`` uint8 image of noise (the input the exporter traces with)."""
-    rng = np.random.default_rng(seed)
-    return torch.from_numpy(rng.integers(0, 256, (1, 3, *shape), dtype=np.uint8))
-
-
 def export_onnx(detector: nn.Module,
                 output_file: Union[str, os.PathLike],
                 dynamic: bool = True,
@@ -148,7 +132,12 @@ def export_onnx(detector: nn.Module,
     Returns:
         ``output_file`` as a string.
     """
-    onnx = _require_onnx()
+    try:
+        import onnx
+        import onnxscript  # noqa: F401  (the exporter translates with it)
+    except ImportError as err:
+        raise ImportError('ONNX export needs onnx and onnxscript: pip install -e .[deploy]'
+                          ) from err
     output_file = os.fspath(output_file)
     input_shape = (int(input_shape[0]), int(input_shape[1]))
     if min(input_shape) < 1:
@@ -157,7 +146,9 @@ def export_onnx(detector: nn.Module,
         raise ValueError(f'opset must be >= 18 (the torch.export-based exporter), got {opset}')
     detector = detector.cpu().eval()
     exportable = build_exportable(detector).eval()
-    image = example_image(input_shape)
+    # the input the exporter traces with: noise
+    image = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 3, *input_shape),
+                                                               dtype=np.uint8))
     dynamic_shapes = None
     tracing = contextlib.nullcontext()
     if dynamic:
@@ -190,4 +181,4 @@ def export_onnx(detector: nn.Module,
 
 
 __all__ = ['export_onnx', 'build_exportable', 'simplify_graph', 'graph_metadata', 'read_metadata',
-           'example_image', 'FORMAT_VERSION', 'METADATA_PREFIX']
+           'FORMAT_VERSION', 'METADATA_PREFIX']

@@ -1,32 +1,6 @@
 """Face alignment: 5 keypoints -> least-squares similarity (Umeyama) -> template crop.
 
-The five keypoints of a face (left eye, right eye, nose tip, left and right mouth
-corners, :data:`~img2pose_mm.structures.FIVE_POINT_NAMES`) are mapped onto the best of
-five 112 x 112 templates by the least-squares similarity transform of Umeyama (1991),
-and the image is warped with ``cv2.warpAffine``.
-
-Templates (:func:`alignment_templates`):
-
-* ``frontal`` is the standard 112 x 112 five-point template used by face recognition
-  models (ArcFace), given as numbers.
-* The four others are *derived* from the packaged 3D reference face: first the frontal
-  template is explained as a weak-perspective view of the reference face's 5 points
-  (orthographic projection after a pitch ``p0`` about the camera's x axis, plus a 2D
-  similarity; the least-squares fit gives ``p0 = -9.2`` degrees as a rotation vector
-  about x, root mean square residual 0.33 px, at most 0.43 px). Then the same head is
-  turned by ``yaw`` about the camera's vertical axis (``R = R_y(yaw) R_x(p0)``, which
-  keeps the eye line level as in the common multi-pose templates), projected with the
-  same similarity, and shifted horizontally so the mean of its 5 points stays where
-  the frontal one's is.
-  ``TEMPLATE_YAWS`` gives the turns: +-30 degrees (``left``/``right``) and +-60 degrees
-  (``left_profile``/``right_profile``). Names say where the nose points in the image.
-
-The template of a face is the one its keypoints fit with the lowest residual, so no
-pose is needed (keypoints from any detector work). Output sizes other than 112 scale
-the templates (``size / 112``; a non-square ``(w, h)`` is scaled by the short side and
-centred).
-
-OpenCV is imported only when an image is warped.
+The templates and how they are derived: docs/conventions.md, "Face alignment".
 """
 from __future__ import annotations
 
@@ -144,7 +118,7 @@ def derive_templates(reference_points: Optional[str] = None,
                      pitch_step: float = 0.05) -> Tuple[np.ndarray, float]:
     """Multi-pose 112 x 112 templates ``(len(yaws), 5, 2)`` and the fitted base pitch.
 
-    See the module docstring. ``yaw == 0`` returns :data:`FRONTAL_TEMPLATE` itself.
+    See docs/conventions.md, "Face alignment". ``yaw == 0`` returns :data:`FRONTAL_TEMPLATE` itself.
 
     Args:
         reference_points: 5-point ``.npy`` (``None``: the packaged reference face).

@@ -1,19 +1,5 @@
-"""What a face dict of :class:`~img2pose_mm.apis.Img2Pose` holds, built from global poses.
-
-The network gives global poses in img2pose's camera of the input image
-``K0 = [[w + h, 0, w // 2], [0, w + h, h // 2], [0, 0, 1]]``; :func:`faces_from_poses`
-turns them into the documented face dicts (docs/conventions.md, "What the numbers
-mean"):
-
-* ``box``: the pose-projected face box (pixels, independent of ``camera``);
-* ``confidence``: the face score;
-* ``pose``: ``[rx, ry, rz, tx, ty, tz]`` in ``camera`` (``K0`` by default);
-* ``euler``: ``{'yaw', 'pitch', 'roll'}`` degrees of ``pose`` in the chosen convention;
-* ``keypoints``: the 5 reference points projected (pixels);
-* ``landmarks``: the 68 reference points projected (pixels), with ``landmarks=68``.
-
-Pixels (box, keypoints, landmarks) never depend on the camera: they are what the
-network saw.
+"""What a face dict of :class:`~img2pose_mm.apis.Img2Pose` holds, built from global poses
+(docs/conventions.md, "What the numbers mean").
 """
 from __future__ import annotations
 
@@ -97,7 +83,7 @@ def camera_from_values(values: Optional[Sequence[float]]) -> CameraLike:
 def faces_from_poses(poses: Tensor, scores: Tensor, img_shape: Sequence[int],
                      face_model: FaceModel, outputs: FaceOutputs = FaceOutputs(),
                      boxes: Optional[Tensor] = None) -> List[Face]:
-    """Face dicts (module docstring) of global poses ``(N, 6)`` in img2pose's camera of an
+    """Face dicts (docs/conventions.md) of global poses ``(N, 6)`` in img2pose's camera of an
     image ``(h, w)``.
 
     Args:

@@ -1,11 +1,5 @@
-"""Poses of faces found by another detector: img2pose's RoI head run on given boxes.
-
-The image goes through the config's test pipeline and the detector's ``extract_feat``
-as in detection; the boxes, scaled to the network input, replace the RPN proposals
-(``rpn_results_list``) of the RoI head's :meth:`~img2pose_mm.heads.dof_roi_head.
-GivenBoxesMixin.predict_for_boxes`, which gives one result per box, in order (no score
-or size filter, no NMS). A box partly outside the image is clipped to it first, as RPN
-proposals are.
+"""Poses of faces found by another detector: img2pose's RoI head run on given boxes
+(docs/conventions.md, "Poses for boxes found by another detector").
 """
 from __future__ import annotations
 

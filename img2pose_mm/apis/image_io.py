@@ -1,18 +1,6 @@
 """Input images of the inference API: paths, PIL images and arrays -> RGB uint8.
 
-Conversions (documented behaviour of :class:`~img2pose_mm.apis.Img2Pose`):
-
-* grayscale ``(H, W)`` / ``(H, W, 1)`` -> replicated to 3 channels;
-* gray + alpha ``(H, W, 2)`` and RGBA ``(H, W, 4)`` -> the alpha channel is dropped;
-* 16-bit (``uint16``, PIL ``I;16``) -> ``round(v / 257)``; other integer types must lie
-  in ``[0, 255]`` (or ``[0, 65535]``, treated as 16-bit);
-* float -> ``[0, 1]`` is scaled by 255, ``[0, 255]`` kept; bool -> 0 / 255;
-* files are read with PIL (EXIF orientation applied; palette, CMYK, ... converted).
-
-Errors name the input (``image`` or ``images[i]`` plus the path when there is one):
-``FileNotFoundError`` for a missing file, ``ValueError`` for an unreadable or truncated
-file, an empty (zero-size) image, non-finite or out-of-range values or a bad shape, and
-``TypeError`` for an unsupported object.
+The conversions and errors: docs/conventions.md, "Input images".
 """
 from __future__ import annotations
 
@@ -136,7 +124,7 @@ def load_image(source: ImageSource, name: Optional[str] = None) -> np.ndarray:
 
     Args:
         source: a path (``str``/``PathLike``), a PIL image, or an array (RGB channel
-            order, see the module docstring for the conversions).
+            order; conversions: docs/conventions.md, "Input images").
         name: how errors call the input (default ``'image'``).
     """
     name = name or 'image'

@@ -1,10 +1,8 @@
 """``Img2Pose``: the high-level face detection, 6DoF pose and alignment API.
 
-It is a thin layer over mmdet's inference utilities: the model is built and loaded by
-:func:`mmdet.apis.init_detector`, images go through the config's test pipeline (loaded
-from memory with ``LoadImageFromNDArray``, annotation loading removed) and the batch
-through ``model.test_step``, like :func:`mmdet.apis.inference_detector` but with the
-whole list in one batch.
+A thin layer over mmdet's inference: the model is built by
+:func:`mmdet.apis.init_detector`, images go through the config's test pipeline and the
+whole list through ``model.test_step`` in one batch.
 """
 from __future__ import annotations
 
@@ -15,7 +13,6 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from img2pose_mm.datasets.metainfo import FACE_METAINFO
 from img2pose_mm.structures import CameraLike
 
 from .alignment import SizeLike, align_faces, keypoints_from_faces
@@ -23,7 +20,7 @@ from .detector_loading import detector_face_model, init_face_detector
 from .face_outputs import FaceOutputs, faces_from_poses
 from .given_boxes import check_boxes, predict_for_boxes
 from .image_io import ImageSource, load_image
-from .model_config import build_inference_pipeline, default_config_path, resolve_device
+from .model_config import build_inference_pipeline, resolve_device
 from .onnx_backend import BACKENDS, load_onnx_detector
 
 Face = Dict[str, Any]
@@ -58,7 +55,7 @@ class Img2Pose:
         landmarks: ``68`` adds ``face['landmarks']``, the 68 reference points projected
             with the pose (iBUG order, pixels).
         camera: the camera ``pose`` and ``euler`` are expressed in: ``None`` (img2pose's
-            camera of each image, below), a focal length in pixels (principal point at
+            camera of each image), a focal length in pixels (principal point at
             ``(w // 2, h // 2)``) or a ``3 x 3`` intrinsic matrix. Boxes, keypoints and
             landmarks are pixels and do not change (docs/conventions.md, "Your camera").
         backend: ``'pytorch'`` (default) or ``'onnxruntime'``: run the graph
@@ -71,20 +68,9 @@ class Img2Pose:
             ``None``: one per core). PyTorch's are ``torch.set_num_threads``.
 
     :meth:`detect_faces` and :meth:`estimate_poses` take ``euler``, ``landmarks`` and
-    ``camera`` per call too (the constructor's values by default).
-
-    The pose statistics and the face model come from the checkpoint (they are the pose
-    head's state); files the config names for them that do not exist are ignored when a
-    checkpoint is given.
-
-    Each face is ``{'box': [x1, y1, x2, y2], 'confidence': float, 'pose': [rx, ry, rz,
-    tx, ty, tz], 'euler': {'yaw', 'pitch', 'roll'}, 'keypoints': {'left_eye': [x, y],
-    'right_eye', 'nose', 'mouth_left', 'mouth_right'}}`` (plus ``'landmarks'``: 68
-    ``[x, y]`` with ``landmarks=68``) in the pixels of the input image; ``pose`` is a
-    rotation vector (radians) and a translation in reference-face units, in the camera
-    ``K = [[w + h, 0, w // 2], [0, w + h, h // 2], [0, 0, 1]]`` of the image unless
-    ``camera`` says otherwise; ``euler`` holds degrees. Keypoints are the 5 reference
-    points projected with the pose. Faces are sorted by confidence.
+    ``camera`` per call too (the constructor's values by default). Each face is a dict
+    with ``box``, ``confidence``, ``pose``, ``euler``, ``keypoints`` (and ``landmarks``),
+    sorted by confidence (docs/conventions.md, "What the numbers mean").
     """
 
     def __init__(self,
@@ -326,5 +312,4 @@ def _to_pil(crops: np.ndarray) -> list:
     return [Image.fromarray(np.ascontiguousarray(crop)) for crop in crops]
 
 
-__all__ = ['Img2Pose', 'default_config_path', 'resolve_device', 'build_inference_pipeline',
-           'FACE_METAINFO']
+__all__ = ['Img2Pose']

@@ -1,13 +1,5 @@
-"""What :class:`~img2pose_mm.apis.Img2Pose` does to a config before building the model.
-
-* The config: the one given, else the one the checkpoint was trained or converted with
-  (``meta['cfg']``), else the packaged ``configs/img2pose_r18.py``.
-* Files the config names that the model does not need when a checkpoint restores them
-  (pose statistics, a face model's reference points) are dropped: every img2pose_mm
-  checkpoint carries its statistics and its face.
-* The test pipeline reads in-memory images: its loading step becomes
-  ``LoadImageFromNDArray``, annotation loading goes, and the resize takes the sizes the
-  user asked for (the config's own test scale otherwise).
+"""What :class:`~img2pose_mm.apis.Img2Pose` does to a config before building the model
+(docs/conventions.md, "The config").
 """
 from __future__ import annotations
 
@@ -81,7 +73,7 @@ def read_config(config: Union[str, os.PathLike, Config]) -> Config:
 
 def load_config(config: Union[str, os.PathLike, Config, None], checkpoint: Optional[str],
                 cfg_options: Optional[dict] = None) -> Config:
-    """The config :class:`Img2Pose` builds its model from (see the module docstring)."""
+    """The config :class:`Img2Pose` builds its model from (docs/conventions.md, "The config")."""
     meta = checkpoint_meta(checkpoint) if checkpoint is not None else {}
     if config is None:
         if isinstance(meta.get('cfg'), str):

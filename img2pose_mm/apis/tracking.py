@@ -1,17 +1,5 @@
-"""Faces across video frames: IoU tracking and One-Euro smoothing of 6DoF poses.
-
-:class:`FaceTracker` gives every detection of a frame a track id: tracks are matched to
-detections by the IoU of their boxes (Hungarian assignment), each track's box moving
-with its recent velocity; a track survives ``max_age`` frames without a match (missed
-detections, dropped frames). With ``smooth=True`` every track's pose goes through a
-One-Euro filter (Casiez, Roussel and Vogel, CHI 2012): a low-pass filter whose cutoff
-rises with the speed, so a still head stops jittering and a turning head does not lag.
-
-Rotations are filtered as rotations, never as Euler angles: the filter moves the
-previous rotation towards the new one along the shortest arc (``q <- exp(a * log(q_new
-q^-1)) q`` with unit quaternions), so nothing jumps at +-180 degrees. Translations are
-filtered per coordinate. Poses are global poses of one camera (the video's frames keep
-their size, so img2pose's camera of a frame is that of every frame).
+"""Faces across video frames: IoU tracking and One-Euro smoothing of 6DoF poses
+(docs/conventions.md, "Video: track ids and steady poses" and "Tracking").
 """
 from __future__ import annotations
 

@@ -96,29 +96,6 @@ def _pil_to_rgb(image, name: str) -> np.ndarray:
     return to_rgb_uint8(np.array(image), name)
 
 
-def read_image_file(path: os.PathLike, name: str = 'image') -> np.ndarray:
-    """Read an image file as RGB uint8 with PIL.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: the file is not a readable image (or is truncated).
-    """
-    from PIL import Image, ImageOps
-    path = Path(path)
-    label = describe(path, name)
-    if not path.is_file():
-        raise FileNotFoundError(f'{label}: no such file')
-    try:
-        with Image.open(path) as image:
-            image.load()                               # decodes everything: catches truncation
-            image = ImageOps.exif_transpose(image)
-            return _pil_to_rgb(image, label)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        if isinstance(err, ValueError) and str(err).startswith(label):
-            raise
-        raise ValueError(f'{label}: cannot read the image: {err}') from err
-
-
 def load_image(source: ImageSource, name: Optional[str] = None) -> np.ndarray:
     """Any accepted image source -> ``(H, W, 3)`` RGB uint8, C-contiguous.
 
@@ -126,25 +103,33 @@ def load_image(source: ImageSource, name: Optional[str] = None) -> np.ndarray:
         source: a path (``str``/``PathLike``), a PIL image, or an array (RGB channel
             order; conversions: docs/conventions.md, "Input images").
         name: how errors call the input (default ``'image'``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a file or PIL image that is not readable (or truncated), bad values.
+        TypeError: an unsupported object.
     """
     name = name or 'image'
-    if isinstance(source, (str, os.PathLike)):
-        return read_image_file(source, name)
     if isinstance(source, np.ndarray):
         return to_rgb_uint8(source, name)
+    from PIL import Image, ImageOps
+    if not isinstance(source, (str, os.PathLike, Image.Image)):
+        raise TypeError(f'{name}: expected a path, a PIL image or a numpy array, got '
+                        f'{type(source).__name__}')
+    label = describe(source, name)
+    if not isinstance(source, Image.Image) and not Path(source).is_file():
+        raise FileNotFoundError(f'{label}: no such file')
     try:
-        from PIL import Image
-    except ImportError:      # pragma: no cover - pillow is a runtime requirement
-        Image = None
-    if Image is not None and isinstance(source, Image.Image):
-        label = describe(source, name)
-        try:
+        if isinstance(source, Image.Image):
             source.load()
-        except (OSError, SyntaxError) as err:
-            raise ValueError(f'{label}: cannot read the image: {err}') from err
-        return _pil_to_rgb(source, label)
-    raise TypeError(f'{name}: expected a path, a PIL image or a numpy array, got '
-                    f'{type(source).__name__}')
+            return _pil_to_rgb(source, label)
+        with Image.open(source) as image:
+            image.load()                               # decodes everything: catches truncation
+            return _pil_to_rgb(ImageOps.exif_transpose(image), label)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        if isinstance(err, ValueError) and str(err).startswith(label):
+            raise
+        raise ValueError(f'{label}: cannot read the image: {err}') from err
 
 
-__all__ = ['load_image', 'read_image_file', 'to_rgb_uint8', 'describe']
+__all__ = ['load_image', 'to_rgb_uint8', 'describe']

@@ -3,11 +3,10 @@
 face classes are set here), and the face model it decodes with."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import warnings
-from typing import Iterator, Optional, Union
+from typing import Optional, Union
 
 import torch
 from mmengine.config import Config
@@ -44,8 +43,14 @@ def init_face_detector(config: Union[str, os.PathLike, Config, None],
     if checkpoint is None:
         # the config's initialisation, as training starts (its per-parameter report
         # is logged at INFO level: keep it out of the user's console)
-        with _quiet_logger():
+        from mmengine.logging import MMLogger
+        logger = MMLogger.get_current_instance()
+        level = logger.level
+        logger.setLevel(max(logging.WARNING, level))
+        try:
             model.init_weights()
+        finally:
+            logger.setLevel(level)
         model.eval()
     meta = dict(getattr(model, 'dataset_meta', None) or {})
     if tuple(meta.get('classes', ())) != FACE_METAINFO['classes']:
@@ -68,19 +73,6 @@ def detector_face_model(model: torch.nn.Module) -> FaceModel:
         if isinstance(getattr(coder, 'face_model', None), FaceModel):
             return coder.face_model
     return FaceModel()
-
-
-@contextlib.contextmanager
-def _quiet_logger(level: int = logging.WARNING) -> Iterator[None]:
-    """Raise the current mmengine logger's level for the duration."""
-    from mmengine.logging import MMLogger
-    logger = MMLogger.get_current_instance()
-    before = logger.level
-    logger.setLevel(max(level, before))
-    try:
-        yield
-    finally:
-        logger.setLevel(before)
 
 
 __all__ = ['init_face_detector', 'detector_face_model']

@@ -131,10 +131,6 @@ class Img2Pose:
             return list(images), True
         return [images], False
 
-    def _load(self, images: List[Any], is_batch: bool) -> List[np.ndarray]:
-        return [self._load_one(img, f'images[{i}]' if is_batch else 'image')
-                for i, img in enumerate(images)]
-
     def _load_one(self, image: ImageSource, name: str = 'image') -> np.ndarray:
         """An RGB uint8 array of ``image`` (arrays are read in ``channel_order``)."""
         array = load_image(image, name)
@@ -192,7 +188,9 @@ class Img2Pose:
         """
         items, is_batch = self._as_batch(images)
         outputs = self.outputs.replace(euler=euler, landmarks=landmarks, camera=camera)
-        faces = self._detect(self._load(items, is_batch), outputs)
+        arrays = [self._load_one(img, f'images[{i}]' if is_batch else 'image')
+                  for i, img in enumerate(items)]
+        faces = self._detect(arrays, outputs)
         return faces if is_batch else faces[0]
 
     def _detect(self, arrays: List[np.ndarray],

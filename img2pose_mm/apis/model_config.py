@@ -146,12 +146,6 @@ def lower_score_thr(cfg: Config, threshold: float) -> None:
             stage['score_thr'] = min(float(stage['score_thr']), float(threshold))
 
 
-def _transform_class(step: dict):
-    from mmdet.registry import TRANSFORMS
-    kind = step.get('type')
-    return kind if isinstance(kind, type) else TRANSFORMS.get(str(kind))
-
-
 def build_inference_pipeline(cfg: Config, min_size: Optional[int] = None,
                              max_size: Optional[int] = None) -> List[dict]:
     """The config's test pipeline for in-memory images.
@@ -166,10 +160,12 @@ def build_inference_pipeline(cfg: Config, min_size: Optional[int] = None,
     """
     from mmcv.transforms import LoadImageFromFile, Resize
     from mmdet.datasets.transforms import LoadAnnotations, PackDetInputs
+    from mmdet.registry import TRANSFORMS
     from mmdet.utils import get_test_pipeline_cfg
     pipeline = copy.deepcopy(get_test_pipeline_cfg(cfg))
     pipeline = [p.to_dict() if isinstance(p, ConfigDict) else dict(p) for p in pipeline]
-    classes = [_transform_class(step) for step in pipeline]
+    classes = [step['type'] if isinstance(step.get('type'), type)
+               else TRANSFORMS.get(str(step.get('type'))) for step in pipeline]
 
     def is_a(cls, base) -> bool:
         return isinstance(cls, type) and issubclass(cls, base)

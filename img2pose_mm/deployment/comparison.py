@@ -1,7 +1,7 @@
 """How far two sets of detections of the same image are apart (PyTorch vs an exported graph)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Dict
 
 import numpy as np
@@ -44,14 +44,6 @@ class DetectionDiff:
     translation: float = float('nan')
     translation_rel: float = float('nan')
 
-    def within(self, boxes: float = 1.0, scores: float = 1e-4, poses: float = 1e-4) -> bool:
-        """Equal counts, paired, and every difference within its tolerance."""
-        if self.count_a != self.count_b or not self.paired:
-            return False
-        if self.count_a == 0:
-            return True
-        return self.boxes <= boxes and self.scores <= scores and self.poses <= poses
-
     def summary(self) -> str:
         if not self.paired:
             return f'detections {self.count_a} vs {self.count_b}: not paired'
@@ -59,10 +51,6 @@ class DetectionDiff:
                 f'{self.boxes:.3g} px, scores {self.scores:.3g}, poses {self.poses:.3g} '
                 f'(rotation {self.rotation:.3g} rad, translation {self.translation:.3g}, '
                 f'relative {self.translation_rel:.3g})')
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 def compare_detections(dets_a: Any, dets_b: Any) -> DetectionDiff:
     """Pair two detection sets of one image and measure their largest differences."""

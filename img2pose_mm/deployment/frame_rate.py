@@ -117,9 +117,10 @@ def face_arrays(faces: List[dict]) -> Dict[str, np.ndarray]:
 def compare_faces(faces_a: List[dict], faces_b: List[dict]) -> dict:
     """How far two face lists of one frame are apart
     (:func:`~img2pose_mm.deployment.compare_detections` of their :func:`face_arrays`)."""
-    from .comparison import compare_detections
+    from dataclasses import asdict
 
-    return compare_detections(face_arrays(faces_a), face_arrays(faces_b)).as_dict()
+    from .comparison import compare_detections
+    return asdict(compare_detections(face_arrays(faces_a), face_arrays(faces_b)))
 
 
 __all__ = ['sample_frame', 'face_logits', 'calibrate_face_scores', 'spread_objectness',

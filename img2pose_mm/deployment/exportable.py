@@ -129,18 +129,11 @@ def batched_nms_keep(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshol
 class ExportableImg2Pose(nn.Module):
     """An img2pose detector's inference on one image, written for export.
 
-    Input ``image``: ``(1, 3, H, W)`` uint8 in the channel order the detector's pipeline
-    produces (BGR for mmdet pipelines: ``cv2.imread`` order), any ``H, W``. Outputs, in
-    the pixels and camera of that image (``K = [[W + H, 0, W // 2], [0, W + H, H // 2],
-    [0, 0, 1]]``), by decreasing score:
-
-    * ``boxes`` ``(N, 4)`` float32: the pose-projected face boxes;
-    * ``scores`` ``(N,)`` float32; ``labels`` ``(N,)`` int64 (0 = face);
-    * ``poses`` ``(N, 6)`` float32: global ``[rx, ry, rz, tx, ty, tz]``.
-
-    These are the detector's ``predict(..., rescale=False)`` results. The settings of
-    ``detector.test_cfg`` (proposal counts, thresholds) are read when the module is
-    built and become constants of an exported graph.
+    Input ``image`` ``(1, 3, H, W)`` uint8 in the channel order of the detector's pipeline
+    (BGR for mmdet's); outputs ``boxes``, ``scores``, ``labels``, ``poses``: the detector's
+    ``predict(..., rescale=False)`` results by decreasing score (docs/deployment.md,
+    "Interface"). ``detector.test_cfg`` is read when the module is built and becomes
+    constants of an exported graph.
 
     Args:
         detector: a built, loaded two-stage img2pose detector (see
@@ -172,17 +165,8 @@ class ExportableImg2Pose(nn.Module):
 
     # ------------------------------------------------------------------ stages
     def propose(self, feats: Sequence[Tensor], img_shape: Tensor) -> Tensor:
-        """The RPN's proposals ``(K, 4)`` by decreasing objectness.
-
-        mmdet's ``RPNHead.predict_by_feat`` for one image: the ``nms_pre`` best anchors of
-        each level are decoded and clipped, boxes not larger than ``min_bbox_size`` are
-        dropped, NMS at ``nms.iou_threshold`` runs within each level, and the
-        ``max_per_img`` best boxes of all levels are the proposals.
-
-        The levels are decoded together. A dropped box is replaced by the empty box
-        ``(0, 0, 0, 0)`` until after NMS: its overlap with any box is 0, so it suppresses
-        nothing and nothing suppresses it, which is NMS without it.
-        """
+        """The RPN's proposals ``(K, 4)`` by decreasing objectness: mmdet's
+        ``RPNHead.predict_by_feat`` for one image, the levels decoded together."""
         from mmdet.models.task_modules.coders.delta_xywh_bbox_coder import delta2bbox
 
         head = self.detector.rpn_head
@@ -211,6 +195,8 @@ class ExportableImg2Pose(nn.Module):
         valid = (boxes[:, 2:] - boxes[:, :2] > self.rpn_min_size).all(-1)
         if self.rpn_min_size < 0:
             valid = torch.ones_like(valid)
+        # a dropped box is the empty box until after NMS: it overlaps no box, so it
+        # suppresses nothing and nothing suppresses it, which is NMS without it
         boxes = torch.where(valid[:, None], boxes, torch.zeros_like(boxes))
         keep, start = [], 0
         for level in level_scores:

@@ -201,12 +201,9 @@ class Img2Pose:
 
     def estimate_poses(self, image: ImageSource, boxes, euler: Optional[str] = ...,
                        landmarks: Optional[int] = ..., camera: CameraLike = ...) -> List[Face]:
-        """Poses of the faces in ``boxes`` (found by another detector, a tracker, a user).
-
-        The boxes replace the RPN's proposals of img2pose's RoI head: exactly one face per
-        box, in the order of ``boxes``, whatever its confidence (no threshold, no NMS
-        between boxes, ``max_faces`` ignored). A box partly outside the image is clipped
-        to it first, as RPN proposals are.
+        """Poses of the faces in ``boxes`` (found by another detector, a tracker, a user):
+        one face per box, in order, no threshold, no NMS, ``max_faces`` ignored
+        (docs/conventions.md, "Poses for boxes found by another detector").
 
         Args:
             image: a path, a PIL image or an RGB array.

@@ -112,15 +112,7 @@ class FaceTracker:
         fps: frame rate assumed when :meth:`update` gets no timestamp.
         box_momentum: weight of the previous box velocity in its running average.
 
-    Example::
-
-        tracker = FaceTracker(smooth=True)
-        for index, frame in enumerate(frames):
-            faces = detector.detect_faces(frame, camera=None, euler=None)
-            update = tracker.update([f['box'] for f in faces], [f['pose'] for f in faces],
-                                    timestamp=index / fps)
-            faces = detector.faces_from_poses(update.poses, [f['confidence'] for f in faces],
-                                              frame.shape[:2])
+    Usage: docs/conventions.md, "Tracking".
     """
 
     def __init__(self, iou_threshold: float = 0.3, max_age: int = 5, smooth: bool = False,

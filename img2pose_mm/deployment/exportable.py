@@ -113,8 +113,9 @@ def clip_boxes(boxes: Tensor, img_shape: Tensor) -> Tensor:
 
 
 def batched_nms_keep(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float,
-                     num_classes: int) -> Tensor:
-    """Indices kept by class-aware NMS, by decreasing score.
+                     num_classes: int, max_per_img: int = -1) -> Tensor:
+    """Indices kept by class-aware NMS, by decreasing score (the first ``max_per_img``
+    when it is positive).
 
     mmcv's ``batched_nms`` with its coordinate offset (``labels * (max + 1)``); with one
     class the offset is zero and this is plain NMS.
@@ -123,7 +124,8 @@ def batched_nms_keep(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshol
         # max(boxes, 0) = boxes.max() for clipped boxes, and defined without boxes
         top = torch.cat([boxes.flatten(), boxes.new_zeros(1)]).max()
         boxes = boxes + (labels.to(boxes) * (top + 1))[:, None]
-    return nms(boxes, scores, iou_threshold)
+    keep = nms(boxes, scores, iou_threshold)
+    return keep[:max_per_img] if max_per_img > 0 else keep
 
 
 class ExportableImg2Pose(nn.Module):
@@ -251,9 +253,8 @@ class ExportableImg2Pose(nn.Module):
         scores = scores[roi_inds, labels]
         poses, det_boxes = head.bbox_coder.decode(boxes[roi_inds], poses[roi_inds, labels],
                                                   img_shape)
-        keep = batched_nms_keep(det_boxes, scores, labels, self.iou, head.num_classes)
-        if self.max_per_img > 0:
-            keep = keep[:self.max_per_img]
+        keep = batched_nms_keep(det_boxes, scores, labels, self.iou, head.num_classes,
+                                self.max_per_img)
         return det_boxes[keep], scores[keep], labels[keep], poses[keep]
 
     # ------------------------------------------------------------------ metadata

@@ -136,9 +136,7 @@ class ExportableRetinaImg2Pose(nn.Module):
         """NMS, or pose voting around the faces NMS keeps; at most ``max_per_img``."""
         num_classes = self.detector.bbox_head.num_classes
         if self.voting_iou is None:
-            keep = batched_nms_keep(boxes, scores, labels, self.iou, num_classes)
-            if self.max_per_img > 0:
-                keep = keep[:self.max_per_img]
+            keep = batched_nms_keep(boxes, scores, labels, self.iou, num_classes, self.max_per_img)
             return boxes[keep], scores[keep], labels[keep], poses[keep]
         keep = batched_nms_keep(boxes, scores, labels, self.voting_iou, num_classes)
         scores, labels, poses, _ = graph_pose_voting(boxes, scores, labels, poses, keep,

@@ -112,6 +112,8 @@ def test_resume_continues_iterations_and_optimizer(tiny_config, tmp_path):
     cfg.resume = True
     cfg.load_from = None       # = tools/train.py --resume: the latest checkpoint
     cfg.custom_hooks = [dict(type='ResumeSpyHook')]
+    # a name of its own: an earlier runner of this process holds mmengine's 'visualizer'
+    cfg.visualizer.name = f'visualizer_{tmp_path.name}'
     runner = Runner.from_cfg(cfg)
     runner.train()
     assert Spy.seen['iter'] == 2

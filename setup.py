@@ -48,8 +48,12 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     python_requires='>=3.9',
-    packages=find_packages(include=['img2pose_mm', 'img2pose_mm.*', 'Sim3DR', 'Sim3DR.*']),
-    package_data={'img2pose_mm': ['structures/data/*.npy', 'structures/data/*.npz']},
+    # the two data folders are listed as packages: setuptools warns about any folder it
+    # ships without one
+    packages=find_packages(include=['img2pose_mm', 'img2pose_mm.*', 'Sim3DR', 'Sim3DR.*'])
+    + ['img2pose_mm.structures.data', 'Sim3DR.lib'],
+    package_data={'img2pose_mm.structures.data': ['*.npy', '*.npz'],
+                  'Sim3DR.lib': ['*.cpp', '*.h']},
     include_package_data=True,
     # torch and mmcv are installed by tools/install (mmcv is built from source against torch)
     install_requires=read_requirements('runtime.txt'),

@@ -23,12 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
-
-import numpy as np
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 
@@ -150,22 +147,10 @@ def output_path(out: Optional[str], image: Path, many: bool) -> Optional[Path]:
     return out_path
 
 
-def save_rgb(path: Path, image: np.ndarray) -> None:
-    """Write an RGB image atomically (temporary file + rename)."""
-    import cv2
-    ok, buf = cv2.imencode(path.suffix, np.ascontiguousarray(image[..., ::-1]))
-    if not ok:
-        raise ValueError(f'cannot encode an image as {path.suffix!r}')
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    with open(tmp, 'wb') as f:
-        f.write(buf.tobytes())
-    os.replace(tmp, path)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     from img2pose_mm.apis import Img2Pose, camera_from_values, draw_faces, load_image
+    from img2pose_mm.utils import write_rgb_image
 
     files = collect_images(args.inputs)
     if not files:
@@ -212,7 +197,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 .format(**angles)))
         target = output_path(args.out, path, len(files) > 1)
         if target is not None:
-            save_rgb(target, drawn)
+            write_rgb_image(target, drawn)
             if args.json:
                 target.with_suffix('.json').write_text(json.dumps(faces, indent=1))
             print(f'  -> {target}')

@@ -137,16 +137,6 @@ def output_paths(image: Path, root: Path, out_dir: Path, num: int, single: bool,
     return [folder / f'{rel.stem}_{k}{suffix}' for k in range(num)]
 
 
-def write_image_atomic(path: Path, image_rgb: np.ndarray) -> None:
-    """Encode (by extension) and write atomically (:func:`~img2pose_mm.utils.atomic_write`)."""
-    from img2pose_mm.apis import require_cv2
-    from img2pose_mm.utils import atomic_write
-    ok, buf = require_cv2().imencode(path.suffix, np.ascontiguousarray(image_rgb[..., ::-1]))
-    if not ok:
-        raise ValueError(f'cannot encode an image as {path.suffix}')
-    atomic_write(path, buf.tobytes())
-
-
 def crop_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Image pixels ``(M, 2)`` mapped into a crop by its ``(2, 3)`` alignment matrix."""
     return points @ matrix[:, :2].T + matrix[:, 2]
@@ -167,7 +157,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     import json
 
     from img2pose_mm.apis import Img2Pose, align_faces, load_image, require_cv2
-    from img2pose_mm.utils import atomic_write, with_progress
+    from img2pose_mm.utils import atomic_write, with_progress, write_rgb_image
     from img2pose_mm.visualization import draw_landmarks
     require_cv2()
     files, root = collect_inputs(args.images)
@@ -194,7 +184,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
                 if args.draw_landmarks:
                     crop = draw_landmarks(crop, crop_points(np.array(face['landmarks']), matrix),
                                           color=(255, 80, 200))
-                write_image_atomic(target, crop)
+                write_rgb_image(target, crop)
                 if args.json:
                     atomic_write(target.with_suffix('.json'),
                                  json.dumps(face_record(face, matrix, path), indent=1).encode())

@@ -1,11 +1,13 @@
 """What the converters and tools share while writing files: atomic writes (a reader sees
-the old file or the new one, never half of one) and a progress bar."""
+the old file or the new one, never half of one), image files and a progress bar."""
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Optional, TypeVar, Union
+from typing import IO, Iterable, Iterator, Optional, Sequence, TypeVar, Union
+
+import numpy as np
 
 T = TypeVar('T')
 
@@ -22,6 +24,21 @@ def atomic_write(path: Union[str, os.PathLike], data: bytes) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_rgb_image(path: Union[str, os.PathLike], image: np.ndarray,
+                    params: Sequence[int] = ()) -> None:
+    """Encode an RGB uint8 ``(H, W, 3)`` image in the format of ``path``'s extension (cv2,
+    with ``cv2.imencode``'s ``params``) and write it with :func:`atomic_write`."""
+    import cv2
+    path = Path(path)
+    try:
+        ok, buf = cv2.imencode(path.suffix, np.ascontiguousarray(image[..., ::-1]), list(params))
+    except cv2.error as err:               # e.g. no encoder for the extension
+        raise ValueError(f'{path}: cannot encode an image as {path.suffix!r}: {err}') from err
+    if not ok:
+        raise ValueError(f'{path}: cannot encode an image as {path.suffix!r}')
+    atomic_write(path, buf.tobytes())
 
 
 def with_progress(items: Iterable[T], total: int, enabled: bool = True,

@@ -1,4 +1,5 @@
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -18,3 +19,30 @@ def _mmdet_scope():
     """Registry lookups resolve in mmdet's scope whatever an earlier test left behind."""
     from mmengine.registry import init_default_scope
     init_default_scope('mmdet')
+
+
+# Disk: pyproject.toml sets tmp_path_retention_policy = "failed", so a passing test's
+# tmp_path is removed as soon as it ends. Directories made with tmp_path_factory.mktemp by
+# module-scoped fixtures (converted checkpoints, ONNX files: hundreds of MB each) are removed
+# here when their module ends, unless a test of that module failed, so the suite's peak disk
+# use stays near that of its largest module.
+_FAILED_MODULES: set = set()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        _FAILED_MODULES.add(item.module.__name__)
+    return report
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _remove_module_tmp_dirs(request, tmp_path_factory):
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    yield
+    if request.module.__name__ in _FAILED_MODULES:
+        return
+    for path in set(base.iterdir()) - before:
+        shutil.rmtree(path, ignore_errors=True)

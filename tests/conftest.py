@@ -25,8 +25,11 @@ def _mmdet_scope():
 # tmp_path is removed as soon as it ends. Directories made with tmp_path_factory.mktemp by
 # module-scoped fixtures (converted checkpoints, ONNX files: hundreds of MB each) are removed
 # here when their module ends, unless a test of that module failed, so the suite's peak disk
-# use stays near that of its largest module.
+# use stays near that of its largest module. Directories made by session- or package-scoped
+# fixtures are kept: later modules use them.
 _FAILED_MODULES: set = set()
+_SHARED_DIRS: set = set()
+_BASETEMP: list = []
 
 
 @pytest.hookimpl(wrapper=True)
@@ -37,12 +40,25 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    if fixturedef.scope not in ('session', 'package') or not _BASETEMP:
+        # (before the first module fixture below has run, its snapshot holds them anyway)
+        return (yield)
+    before = set(_BASETEMP[0].iterdir())
+    try:
+        return (yield)
+    finally:
+        _SHARED_DIRS.update(set(_BASETEMP[0].iterdir()) - before)
+
+
 @pytest.fixture(scope='module', autouse=True)
 def _remove_module_tmp_dirs(request, tmp_path_factory):
     base = tmp_path_factory.getbasetemp()
+    _BASETEMP[:] = [base]
     before = set(base.iterdir())
     yield
     if request.module.__name__ in _FAILED_MODULES:
         return
-    for path in set(base.iterdir()) - before:
+    for path in set(base.iterdir()) - before - _SHARED_DIRS:
         shutil.rmtree(path, ignore_errors=True)
